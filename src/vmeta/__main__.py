@@ -1,0 +1,3 @@
+from vmeta.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Dataset stage: sheets + videos -> records.jsonl -> rewrite -> review -> split -> export."""
