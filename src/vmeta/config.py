@@ -10,13 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="VMETA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="VMETA_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    data_dir: Path = Field(
-        Path.home() / ".vmeta", description="Where caches, uploads and the SQLite DB live."
-    )
+    data_dir: Path = Field(Path.home() / ".vmeta", description="Where caches, uploads and the SQLite DB live.")
     cache_dir: Path | None = Field(None, description="Defaults to DATA_DIR/cache.")
 
     # Stage-2 label rewriting (any OpenAI-compatible endpoint; DeepSeek-V3 as in the thesis).
@@ -29,17 +25,13 @@ class Settings(BaseSettings):
 
     # Models.
     default_model: str = "qwen2-vl-2b-instruct"
-    models_dir: Path | None = Field(
-        None, description="Local folder searched for model weights before the Hub."
-    )
+    models_dir: Path | None = Field(None, description="Local folder searched for model weights before the Hub.")
     hf_offline: bool = False
 
     # Serving.
     database_url: str | None = None
     secret_key: SecretStr | None = None
-    reviewer: str | None = Field(
-        None, description="Name recorded in the review audit log; defaults to $USER."
-    )
+    reviewer: str | None = Field(None, description="Name recorded in the review audit log; defaults to $USER.")
 
     @property
     def resolved_cache_dir(self) -> Path:

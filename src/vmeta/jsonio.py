@@ -58,9 +58,7 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise UserError(f"{path}: file not found.") from None
     except json.JSONDecodeError as exc:
-        raise UserError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}."
-        ) from None
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:

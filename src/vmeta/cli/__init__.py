@@ -32,9 +32,7 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print(
-            "[yellow]interrupted[/] — finished work is saved; run the same command again to resume."
-        )
+        err_console.print("[yellow]interrupted[/] — finished work is saved; run the same command again to resume.")
         sys.exit(130)
 
 

@@ -72,7 +72,9 @@ def render(slots: dict[str, str]) -> str:
     if missing:
         raise ValueError(f"cannot render a label with empty slot(s): {', '.join(missing)}")
     c = {k: _clean_slot(slots[k]) for k in SLOT_NAMES}
-    return f"本视频讲述了{c['content']}。{c['concept']}出自{c['source']}，其因为{c['feature']}，表达出了{c['emotion']}。"
+    return (
+        f"本视频讲述了{c['content']}。{c['concept']}出自{c['source']}，其因为{c['feature']}，表达出了{c['emotion']}。"
+    )
 
 
 def split_note(text: str) -> tuple[str, str]:
