@@ -92,15 +92,29 @@ def append_jsonl(path: str | Path, row: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (dumps(row) + "\n").encode("utf-8")
+    _drop_torn_tail(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        # A previous writer killed mid-line leaves a torn tail: start on a fresh line so both survive parsing.
-        if os.fstat(fd).st_size:
-            with path.open("rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    data = b"\n" + data
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """A writer killed mid-line leaves an incomplete last record: cut it so the log stays parseable."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("r+b") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        size = fh.seek(0, os.SEEK_END)
+        pos = max(0, size - (1 << 16))
+        while True:
+            fh.seek(pos)
+            at = fh.read(size - pos).rfind(b"\n")
+            if at >= 0 or pos == 0:
+                fh.truncate(pos + at + 1 if at >= 0 else 0)
+                return
+            pos = max(0, pos - (1 << 16))

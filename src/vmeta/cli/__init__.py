@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "data_split_export",
     "data_stats",
     "models",
+    "video",
     "evaluate",
 )
 for _name in COMMAND_MODULES:
