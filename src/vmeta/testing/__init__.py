@@ -1,0 +1,1 @@
+"""Helpers for tests and demos that work offline (generated media, sample videos)."""
