@@ -1,0 +1,1 @@
+"""Developer and test-suite helpers. Library code never imports this package."""

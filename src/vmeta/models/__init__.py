@@ -1,0 +1,1 @@
+"""Model registry, loading and the tiny test model."""
