@@ -51,3 +51,12 @@ def test_read_json_errors_are_for_people(tmp_path):
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     with pytest.raises(UserError, match="line 1"):
         read_json(tmp_path / "bad.json")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "r.jsonl", [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.jsonl").stat().st_mode & 0o777 == 0o644
