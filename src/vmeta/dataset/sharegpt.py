@@ -1,0 +1,392 @@
+"""Export the dataset as LLaMA-Factory / ms-swift ShareGPT JSON, and import such files back into records.
+
+Output (``DATASET/export/sharegpt/`` by default)::
+
+    train.json  val.json  test.json     # or all.json when the dataset has not been split yet
+    dataset_info.json                   # entries vmeta_train / vmeta_val / vmeta_test (or vmeta_all)
+    vmeta_index.json                    # per file, per sample: record id and category (not read by trainers)
+    vmeta_export.json                   # how it was made: prompt + hash, dataset hash, split hash, counts
+
+Each file is a JSON list of samples in the OpenAI-style multimodal ShareGPT layout that LLaMA-Factory's
+``mllm_video_demo`` uses and ms-swift's standard ``messages`` format accepts::
+
+    {"messages": [{"role": "user", "content": "<video>" + prompt},
+                  {"role": "assistant", "content": label}],
+     "videos": ["relative/or/absolute/path.mp4"]}
+
+Using it
+--------
+* LLaMA-Factory: ``dataset_dir: DATASET/export/sharegpt`` and ``dataset: vmeta_train`` (``eval_dataset:
+  vmeta_val``) in the training YAML. LLaMA-Factory joins each video path with ``media_dir``, which defaults to
+  ``dataset_dir``; that is why relative paths are written relative to the export folder. (If you set
+  ``media_dir`` elsewhere, export with ``--video-paths absolute``: an absolute path survives the join.)
+* ms-swift: ``swift sft --dataset DATASET/export/sharegpt/train.json --val_dataset .../val.json``. ms-swift
+  resolves relative media paths against the current working directory, so either run it from the export
+  folder or export with ``--video-paths absolute``.
+
+Checked against the real loaders (LLaMA-Factory 0.9.5: ``get_dataset_list`` reading this dataset_info.json and
+``align_dataset`` converting every file, videos resolved through ``media_dir`` with the working directory
+elsewhere; ms-swift 4.6.0: ``swift.dataset.load_dataset`` on each file, run from the export folder).
+
+Records probed as unreadable, rejected records (unless ``include_rejected``), empty labels and, once the
+dataset is split, records in no split are left out and counted by reason in the report and vmeta_export.json.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vmeta.dataset.categories import canonical_category, category_lookup
+from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_hash, user_turn
+from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, VideoMeta, now_iso
+from vmeta.dataset.split import SPLITS, split_hash
+from vmeta.dataset.template import strip_note
+from vmeta.errors import UserError
+from vmeta.jsonio import read_json, write_json
+
+DATASET_INFO = "dataset_info.json"
+INDEX_FILE = "vmeta_index.json"
+MANIFEST_FILE = "vmeta_export.json"
+DEFAULT_NAME = "vmeta"
+TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+
+
+def default_export_dir(dataset: Dataset) -> Path:
+    return dataset.root / "export" / "sharegpt"
+
+
+def dataset_info_entry(file_name: str) -> dict[str, Any]:
+    """The LLaMA-Factory dataset_info.json entry for one exported file (same shape as mllm_video_demo)."""
+    return {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "videos": "videos"},
+        "tags": dict(TAGS),
+    }
+
+
+def make_sample(prompt: str, label: str, video: str) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": user_turn(prompt)}, {"role": "assistant", "content": label}],
+        "videos": [video],
+    }
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    files: dict[str, Path]  # split (or "all") -> file
+    counts: dict[str, int]  # split (or "all") -> samples
+    skipped: dict[str, list[str]]  # reason -> ids
+    prompt_hash: str
+    video_paths: str
+    dataset_names: list[str] = field(default_factory=list)
+    missing_videos: list[str] = field(default_factory=list)  # ids whose video file is not on disk (still exported)
+
+
+def export_sharegpt(
+    dataset: Dataset,
+    out_dir: str | Path | None = None,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    video_paths: Literal["relative", "absolute"] = "relative",
+    strip_notes: bool = True,
+    include_rejected: bool = False,
+    name: str = DEFAULT_NAME,
+) -> ExportReport:
+    """Write per-split ShareGPT files + dataset_info.json. See the module docstring for the layout."""
+    dataset.require()
+    if video_paths not in ("relative", "absolute"):
+        raise UserError(f"--video-paths must be 'relative' or 'absolute', not {video_paths!r}.")
+    if not (prompt or "").strip():
+        raise UserError(
+            "the prompt is empty; pass --prompt TEXT or --prompt-file FILE, or leave both out for the default."
+        )
+    out = Path(out_dir) if out_dir else default_export_dir(dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    out_abs = out.resolve()
+    records = dataset.load()
+    split_mode = any(r.split in SPLITS for r in records)
+    groups: dict[str, list[tuple[Record, dict[str, Any]]]] = {s: [] for s in SPLITS} if split_mode else {"all": []}
+    skipped: dict[str, list[str]] = {}
+    missing: list[str] = []
+
+    def skip(reason: str, r: Record) -> None:
+        skipped.setdefault(reason, []).append(r.id)
+
+    for r in sorted(records, key=lambda r: r.id):
+        if r.review.status == ReviewStatus.rejected and not include_rejected:
+            skip("rejected", r)
+            continue
+        label = strip_note(r.label) if strip_notes else (r.label or "").strip()
+        if not label:
+            skip("empty_label", r)
+            continue
+        if r.video_meta.error and not r.video_meta.readable:  # probed and found broken: a trainer would crash
+            skip("unreadable", r)
+            continue
+        if split_mode and r.split not in SPLITS:
+            skip("not_in_a_split", r)
+            continue
+        video_abs = dataset.video_path(r).resolve()
+        if not video_abs.exists():
+            missing.append(r.id)
+        path = str(video_abs) if video_paths == "absolute" else os.path.relpath(video_abs, out_abs)
+        groups[r.split if split_mode else "all"].append((r, make_sample(prompt, label, path)))
+
+    files: dict[str, Path] = {}
+    counts: dict[str, int] = {}
+    index: dict[str, list[dict[str, str]]] = {}
+    info_path = out / DATASET_INFO
+    info = read_json(info_path) if info_path.exists() else {}
+    if not isinstance(info, dict):
+        raise UserError(
+            f"{info_path}: expected a JSON object (LLaMA-Factory dataset_info.json); move it away or fix it."
+        )
+    previous = read_json(out / MANIFEST_FILE) if (out / MANIFEST_FILE).exists() else {}
+    for key in previous.get("files", {}):  # drop our own entries/files from an earlier, differently-split export
+        if key not in groups:
+            info.pop(f"{name}_{key}", None)
+            (out / f"{key}.json").unlink(missing_ok=True)
+    names = []
+    for key, items in groups.items():
+        file = out / f"{key}.json"
+        write_json(file, [sample for _, sample in items])
+        files[key], counts[key] = file, len(items)
+        index[file.name] = [{"id": r.id, "category": r.category, "video": s["videos"][0]} for r, s in items]
+        info[f"{name}_{key}"] = dataset_info_entry(file.name)
+        names.append(f"{name}_{key}")
+    write_json(info_path, info)
+    write_json(out / INDEX_FILE, index)
+    ids = {k: [r.id for r, _ in v] for k, v in groups.items()}
+    write_json(
+        out / MANIFEST_FILE,
+        {
+            "created": now_iso(),
+            "dataset": str(dataset.root.resolve()),
+            "dataset_hash": dataset.content_hash(),
+            "split_hash": split_hash(ids) if split_mode else None,
+            "prompt": prompt,
+            "prompt_hash": prompt_hash(prompt),
+            "video_paths": video_paths,
+            "strip_notes": strip_notes,
+            "include_rejected": include_rejected,
+            "files": {k: f.name for k, f in files.items()},
+            "counts": counts,
+            "dataset_names": names,
+            "skipped": skipped,
+            "missing_videos": missing,
+        },
+    )
+    return ExportReport(
+        out_dir=out,
+        files=files,
+        counts=counts,
+        skipped=skipped,
+        prompt_hash=prompt_hash(prompt),
+        video_paths=video_paths,
+        dataset_names=names,
+        missing_videos=missing,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportReport:
+    file: Path
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)  # unreviewed label replaced by the imported one
+    unchanged: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # reviewed label differs: kept, flagged
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"row", "reason"}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "conflicts": len(self.conflicts),
+            "skipped": len(self.skipped),
+        }
+
+
+_ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system"}
+
+
+def _turns(sample: dict[str, Any]) -> list[tuple[str, str]] | None:
+    msgs = sample.get("messages")
+    if msgs is None:
+        msgs = sample.get("conversations")
+    if not isinstance(msgs, list):
+        return None
+    out = []
+    for m in msgs:
+        if not isinstance(m, dict):
+            return None
+        role = m.get("role", m.get("from"))
+        content = m.get("content", m.get("value"))
+        if not isinstance(content, str):
+            return None
+        out.append((_ROLE_ALIASES.get(str(role).lower(), str(role)), content))
+    return out
+
+
+def _read_samples(path: Path) -> list[Any]:
+    if path.suffix == ".jsonl":
+        from vmeta.jsonio import read_jsonl
+
+        return read_jsonl(path)
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise UserError(f"{path}: expected a JSON list of samples (ShareGPT format), found {type(data).__name__}.")
+    return data
+
+
+def _category_from_path(video: str, lookup: dict[str, str]) -> str | None:
+    p = Path(video)
+    candidates = [*reversed(p.parent.parts), p.stem]
+    stem = p.stem
+    for sep in ("_", "-", " "):
+        if sep in stem:
+            candidates.append(stem.split(sep)[0])
+    for c in candidates:
+        found = canonical_category(c, lookup)
+        if found:
+            return found
+    return None
+
+
+def _probe(path: Path) -> VideoMeta:
+    try:
+        from vmeta.video.probe import ProbeError, probe, unreadable_meta
+    except ImportError:  # pragma: no cover - probe module not installed
+        return VideoMeta(readable=path.exists(), error=None if path.exists() else "missing")
+    try:
+        return probe(path)
+    except ProbeError as exc:
+        return unreadable_meta(path, exc)
+
+
+def import_sharegpt(
+    file: str | Path,
+    dataset: Dataset,
+    *,
+    category: str | None = None,
+    category_from: Literal["path", "field"] = "path",
+    probe_videos: bool = True,
+) -> ImportReport:
+    """Read a ShareGPT file (ours or anyone's with one video per sample) into `dataset`'s records.
+
+    Id = video file stem (or the id recorded in a sibling vmeta_index.json). The assistant turn becomes the
+    label (origin "import"). Merge: a new id is added; an unreviewed record whose label differs takes the
+    imported label (old one kept in history); a reviewed record's label is never overwritten — the difference
+    is flagged ("import_differs") and the imported text kept in history. Samples of train/val/test.json get
+    that split when they are new.
+    """
+    path = Path(file)
+    if not path.exists():
+        raise UserError(f"{path}: file not found.")
+    if category_from not in ("path", "field"):
+        raise UserError(f"--category-from must be 'path' or 'field', not {category_from!r}.")
+    lookup = category_lookup()
+    fixed_category = None
+    if category:
+        fixed_category = canonical_category(category, lookup)
+        if not fixed_category:
+            raise UserError(f"unknown category {category!r}; use one of: {', '.join(sorted(set(lookup.values())))}.")
+    samples = _read_samples(path)
+    index_path = path.parent / INDEX_FILE
+    index_rows: list[dict[str, str]] = []
+    if index_path.exists():
+        try:
+            index_rows = read_json(index_path).get(path.name, []) or []
+        except (UserError, AttributeError):
+            index_rows = []
+    by_video = {row.get("video"): row for row in index_rows if isinstance(row, dict)}
+    split_name = path.stem if path.stem in SPLITS else None
+    report = ImportReport(file=path)
+    root_abs = dataset.root.resolve()
+
+    incoming: list[Record] = []
+    for n, sample in enumerate(samples, 1):
+        if not isinstance(sample, dict):
+            report.skipped.append({"row": n, "reason": "not a JSON object"})
+            continue
+        turns = _turns(sample)
+        if not turns:
+            report.skipped.append({"row": n, "reason": "no messages/conversations list of role+content turns"})
+            continue
+        answers = [c for role, c in turns if role == "assistant"]
+        if not answers or not answers[-1].strip():
+            report.skipped.append({"row": n, "reason": "no assistant turn (the label)"})
+            continue
+        videos = sample.get("videos", sample.get("video"))
+        if isinstance(videos, str):
+            videos = [videos]
+        if not isinstance(videos, list) or len(videos) != 1 or not isinstance(videos[0], str):
+            report.skipped.append({"row": n, "reason": "needs exactly one entry in 'videos'"})
+            continue
+        video = videos[0]
+        meta_row = by_video.get(video, {})
+        vpath = Path(video)
+        vabs = (vpath if vpath.is_absolute() else path.parent / vpath).resolve()
+        try:
+            stored_video = str(vabs.relative_to(root_abs))
+        except ValueError:
+            stored_video = str(vabs)
+        rid = meta_row.get("id") or vpath.stem
+        if fixed_category:
+            cat = fixed_category
+        elif category_from == "field":
+            raw = sample.get("category") or meta_row.get("category")
+            cat = canonical_category(raw, lookup) if raw else None
+        else:
+            cat = (canonical_category(meta_row["category"], lookup) if meta_row.get("category") else None) or (
+                _category_from_path(video, lookup)
+            )
+        if not cat:
+            report.skipped.append(
+                {"row": n, "reason": f"no category for {video!r}; pass --category or put the category in the path"}
+            )
+            continue
+        label = answers[-1].strip()
+        rec = Record(
+            id=rid,
+            video=stored_video,
+            category=cat,
+            raw_label=label,
+            label=label,
+            source=SourceRef(sheet=path.name, row=n),
+            split=split_name,
+            video_meta=_probe(vabs) if probe_videos else VideoMeta(),
+        )
+        rec.set_label(label, "import")
+        incoming.append(rec)
+
+    def merge(records: list[Record]) -> None:
+        existing = {r.id: r for r in records}
+        for rec in incoming:
+            old = existing.get(rec.id)
+            if old is None:
+                records.append(rec)
+                existing[rec.id] = rec
+                report.added.append(rec.id)
+            elif old.label.strip() == rec.label.strip():
+                report.unchanged.append(rec.id)
+            elif old.reviewed:
+                old.add_flag("import_differs")
+                old.history.append({"at": now_iso(), "event": "import_differs", "file": str(path), "label": rec.label})
+                report.conflicts.append(rec.id)
+            else:
+                old.history.append({"at": now_iso(), "event": "import", "file": str(path), "previous": old.label})
+                old.set_label(rec.label, "import")
+                report.updated.append(rec.id)
+
+    dataset.update(merge)
+    return report
