@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README's worked example, end to end, offline, in a few minutes on 2 CPU cores.
+#   bash examples/worked_example.sh [WORKDIR]      (default: ./work/example)
+# tests/test_worked_example.py runs this very script, so the README cannot drift from what works.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+W=${1:-work/example}
+mkdir -p "$W"
+PORT=${VMETA_EXAMPLE_PORT:-8765}
+
+# 1. Sheets + videos -> records.jsonl (3 bad rows in the sample go to rejects.jsonl, with sheet:row and what to do)
+vmeta data build "$here/sample/sheet.xlsx" --videos "$here/sample/videos" --out "$W/ds"
+
+# 2. Stage 2: rewrite labels into the five-slot template. The stand-in LLM below runs offline;
+#    with a real endpoint, set VMETA_LLM_API_KEY (DeepSeek by default) and drop --base-url/--api-key.
+vmeta data mock-llm --port "$PORT" >"$W/mock-llm.log" 2>&1 &
+mock=$!
+trap 'kill $mock 2>/dev/null || true' EXIT
+python - "$PORT" <<'PY'  # wait until the stand-in answers
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/models", timeout=1); break
+    except OSError:
+        time.sleep(0.1)
+PY
+vmeta data rewrite "$W/ds" --dry-run --base-url "http://127.0.0.1:$PORT/v1" --api-key none
+vmeta data rewrite "$W/ds" --base-url "http://127.0.0.1:$PORT/v1" --api-key none --model mock
+
+# 3. Stage 3: a person reviews. `vmeta data review DS` opens the page; here one scripted decision.
+vmeta data review "$W/ds" --id 诙谐类_47 --accept --note "checked against the video"
+
+# 4. Split (the sample has 2 videos per category, so 1 test item each), export for LLaMA-Factory/ms-swift, stats.
+vmeta data split "$W/ds" --test-per-category 1
+vmeta data export "$W/ds"
+vmeta data stats "$W/ds"
