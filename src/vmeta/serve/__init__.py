@@ -1,0 +1,1 @@
+"""`vmeta serve`: the chat assistant web app and the OpenAI-compatible API."""
