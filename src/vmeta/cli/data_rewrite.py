@@ -14,20 +14,20 @@ from vmeta.cli.apps import console, data_app
 def rewrite(
     dataset: Path = typer.Argument(..., help="Dataset folder (holds records.jsonl)."),
     model: str | None = typer.Option(
-        None, "--model", help="Model name at the endpoint [default: VMETA_LLM_MODEL, deepseek-chat]."
+        None, "--model", help="Model name at the endpoint (default: VMETA_LLM_MODEL, deepseek-chat)."
     ),
     base_url: str | None = typer.Option(
         None,
         "--base-url",
-        help="OpenAI-compatible API root [default: VMETA_LLM_BASE_URL, https://api.deepseek.com/v1].",
+        help="OpenAI-compatible API root (default: VMETA_LLM_BASE_URL, https://api.deepseek.com/v1).",
     ),
     api_key: str | None = typer.Option(
         None,
         "--api-key",
-        help="API key [default: VMETA_LLM_API_KEY]; any value (e.g. 'none') for a local server that needs none.",
+        help="API key (default: VMETA_LLM_API_KEY); any value (e.g. 'none') for a local server that needs none.",
     ),
     concurrency: int | None = typer.Option(
-        None, "--concurrency", help="Requests in flight at once [default: VMETA_LLM_CONCURRENCY, 4]."
+        None, "--concurrency", help="Requests in flight at once (default: VMETA_LLM_CONCURRENCY, 4)."
     ),
     max_attempts: int = typer.Option(
         3,
