@@ -244,3 +244,10 @@ def test_predict_error_rows_are_left_out_and_meta_recorded(tmp_path):
     assert res["predictions_meta"] == {"model": "tiny", "split": "test"}
     samples = [json.loads(x) for x in (tmp_path / "o" / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert samples[0]["prompt_hash"] == "abc123" and "v004" not in {s["id"] for s in samples}
+
+
+def test_list_metrics_and_missing_arguments():
+    result = runner.invoke(app, ["eval", "--list-metrics"])
+    assert result.exit_code == 0 and "bleu4 (default)" in result.output and "slots" in result.output
+    result = runner.invoke(app, ["eval"])
+    assert isinstance(result.exception, UserError) and "--out DIR" in str(result.exception)

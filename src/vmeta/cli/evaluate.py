@@ -23,10 +23,12 @@ def _split(value: str | None) -> list[str] | None:
 @app.command("eval")
 def eval_cmd(
     predictions: Annotated[
-        Path,
+        Path | None,
         typer.Argument(help="predictions.jsonl from `vmeta predict`, or LLaMA-Factory's generated_predictions.jsonl."),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: results.json, samples.jsonl, report.html.")],
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder: results.json, samples.jsonl, report.html.")
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option("--metrics", help="Comma-separated metric names (default: all defaults). See --list-metrics."),
@@ -67,6 +69,8 @@ def eval_cmd(
         for m in METRICS.values():
             console.print(f"[bold]{m.name}[/]{' (default)' if m.default else ''}: {m.help}", highlight=False)
         raise typer.Exit()
+    if predictions is None or out is None:
+        raise UserError("give the predictions file and --out DIR: vmeta eval PREDICTIONS.jsonl --out DIR.")
     settings = get_settings()
     bert = None
     if not no_bertscore:
