@@ -102,3 +102,11 @@ def test_render_refuses_empty_slot():
 def test_strip_template_words_removes_only_fixed_phrases():
     stripped = T.strip_template_words("本视频讲述了猫。哈基米出自日语，其因为走红，表达出了喜爱。")
     assert stripped == "猫。哈基米日语，走红，喜爱。"
+
+
+def test_chuzi_inside_a_word_is_not_the_source_marker():
+    p = T.parse("本视频讲述了博主晒出自己的体重变化。“喝凉水都长肉”出自网络吐槽，其因为夸张地描述易胖体质，表达出了无奈。")
+    assert p.strict
+    assert p.slots["content"] == "博主晒出自己的体重变化"
+    assert p.slots["concept"] == "喝凉水都长肉"
+    assert p.slots["source"] == "网络吐槽"

@@ -113,7 +113,7 @@ def parse(text: str) -> ParsedLabel:
         return result
     rest = body[start + len(_OPEN) :]
 
-    src_at = rest.find("出自")
+    src_at = _source_marker(rest)
     if src_at < 0:
         result.missing = [s for s in SLOT_NAMES if s != "content"]
         return result
@@ -160,6 +160,19 @@ def parse(text: str) -> ParsedLabel:
 
 def conforms(text: str) -> bool:
     return parse(text).ok
+
+
+def _source_marker(rest: str) -> int:
+    """Position of the "出自" that starts the source slot.
+
+    "出自" also occurs inside words ("晒出自己"); the template's one follows the concept, which follows the
+    content sentence, so prefer the first "出自" with a sentence end before it.
+    """
+    positions = [m.start() for m in re.finditer("出自", rest)]
+    for at in positions:
+        if any(ch in rest[:at] for ch in _END):
+            return at
+    return positions[0] if positions else -1
 
 
 def _first_sentence_end(s: str) -> int:
