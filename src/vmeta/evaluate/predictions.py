@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmeta.dataset.categories import canonical_category
+from vmeta.dataset.prompts import prompt_hash as hash_prompt
 from vmeta.errors import UserError
 
 ALL = "all"
@@ -28,7 +29,7 @@ class Prediction:
 
     @property
     def prompt_hash(self) -> str:
-        return self.given_prompt_hash or hashlib.sha256(self.prompt.encode("utf-8")).hexdigest()[:16]
+        return self.given_prompt_hash or hash_prompt(self.prompt)
 
 
 def _first(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
