@@ -105,7 +105,9 @@ def test_strip_template_words_removes_only_fixed_phrases():
 
 
 def test_chuzi_inside_a_word_is_not_the_source_marker():
-    p = T.parse("本视频讲述了博主晒出自己的体重变化。“喝凉水都长肉”出自网络吐槽，其因为夸张地描述易胖体质，表达出了无奈。")
+    p = T.parse(
+        "本视频讲述了博主晒出自己的体重变化。“喝凉水都长肉”出自网络吐槽，其因为夸张地描述易胖体质，表达出了无奈。"
+    )
     assert p.strict
     assert p.slots["content"] == "博主晒出自己的体重变化"
     assert p.slots["concept"] == "喝凉水都长肉"

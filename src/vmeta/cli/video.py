@@ -1,1 +1,136 @@
-"""Commands: (to be written)."""
+"""Commands: `vmeta video inspect VIDEO` — the probe, the frames a model will see, and a contact sheet of them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vmeta.cli.apps import console, video_app
+from vmeta.errors import UserError
+
+
+def _settings(**kw: Any):
+    from vmeta.video.sampling import FrameSettings
+
+    try:
+        return FrameSettings(**{k: v for k, v in kw.items() if v is not None})
+    except ValueError as exc:
+        raise UserError(f"{exc}.") from None
+
+
+def contact_sheet(frames, indices: list[int], timestamps: list[float], out: Path, thumb_width: int = 240) -> Path:
+    """A PNG grid of exactly these frames ((T, 3, H, W) uint8), each labelled '#index  t=1.23s'."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from vmeta.jsonio import atomic_write_bytes
+
+    t, _, h, w = frames.shape
+    cols = min(t, max(1, math.ceil(math.sqrt(t * 1.5))) if h <= w else max(1, math.ceil(math.sqrt(t * 2.5))))
+    cols = min(cols, 8)
+    rows = math.ceil(t / cols)
+    tw = min(thumb_width, w)
+    th = max(1, round(h * tw / w))
+    label_h, pad = 18, 4
+    sheet = Image.new("RGB", (cols * (tw + pad) + pad, rows * (th + label_h + pad) + pad), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for i in range(t):
+        r, c = divmod(i, cols)
+        x, y = pad + c * (tw + pad), pad + r * (th + label_h + pad)
+        img = Image.fromarray(np.ascontiguousarray(frames[i].transpose(1, 2, 0)))
+        sheet.paste(img.resize((tw, th), Image.Resampling.BILINEAR), (x, y))
+        draw.text((x + 2, y + th + 3), f"#{indices[i]}  t={timestamps[i]:.2f}s", fill=(235, 235, 235))
+    import io
+
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+@video_app.command("inspect")
+def inspect(
+    video: Annotated[Path, typer.Argument(help="A video file.")],
+    fps: Annotated[float, typer.Option(help="Frames sampled per second (qwen-vl-utils default 2.0).")] = 2.0,
+    min_frames: Annotated[int, typer.Option(help="At least this many frames (rounded up to even).")] = 4,
+    max_frames: Annotated[int, typer.Option(help="At most this many frames (rounded down to even).")] = 768,
+    nframes: Annotated[int | None, typer.Option(help="Exactly this many frames (even); overrides --fps.")] = None,
+    min_pixels: Annotated[int | None, typer.Option(help="Per-frame pixel minimum (default 128*28*28).")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Per-frame pixel maximum (default 768*28*28).")] = None,
+    total_pixels: Annotated[int | None, typer.Option(help="Pixel budget for the whole video.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (frame_indices, size, tokens, probe).")] = False,
+    sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet PNG of the sampled frames here.")] = None,
+) -> None:
+    """Show what a Qwen-VL model sees of VIDEO: probe, chosen frame indices and timestamps, output size, tokens."""
+    from vmeta.video.decode import load_video, plan_for_file
+    from vmeta.video.probe import probe
+
+    settings = _settings(
+        fps=fps,
+        min_frames=min_frames,
+        max_frames=max_frames,
+        nframes=nframes,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        total_pixels=total_pixels,
+    )
+    meta = probe(video)  # ProbeError (a UserError) names the file and the problem
+    if sheet is not None:
+        sampled = load_video(video, settings)
+        plan, timestamps = sampled.plan, sampled.timestamps
+        contact_sheet(sampled.frames, sampled.indices, timestamps, sheet)
+    else:
+        plan, _ = plan_for_file(video, settings)
+        if meta.rotation in (90, 270):  # sized from the stored picture; the model sees it upright
+            import dataclasses
+
+            plan = dataclasses.replace(plan, height=plan.width, width=plan.height)
+        timestamps = plan.timestamps
+    result = {
+        "video": str(video),
+        "probe": meta.model_dump(mode="json"),
+        "settings": settings.to_dict(),
+        "frame_indices": list(plan.indices),
+        "timestamps": [round(t, 4) for t in timestamps],
+        "nframes": plan.nframes,
+        "total_frames": plan.total_frames,
+        "video_fps": plan.video_fps,
+        "sample_fps": plan.sample_fps,
+        "output_height": plan.height,
+        "output_width": plan.width,
+        "grid_thw": [math.ceil(plan.nframes / 2), plan.height // 14, plan.width // 14],
+        "tokens": plan.token_count(),
+        "sheet": str(sheet) if sheet is not None else None,
+    }
+    if as_json:
+        console.print_json(json.dumps(result, ensure_ascii=False))
+        return
+    table = Table(title=f"{video}", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    m = meta
+    table.add_row(
+        "container / codec", f"{m.container} / {m.codec}" + (f" + audio {m.audio_codec}" if m.has_audio else "")
+    )
+    table.add_row(
+        "stored size",
+        f"{m.width}x{m.height}"
+        + (f", rotation {m.rotation}° → {m.display_width}x{m.display_height}" if m.rotation else ""),
+    )
+    table.add_row("duration / fps / frames", f"{m.duration_s} s / {plan.video_fps:g} / {plan.total_frames}")
+    table.add_row("sampled frames", f"{plan.nframes} (sample fps {plan.sample_fps:.4g})")
+    table.add_row("frame_indices", ", ".join(map(str, plan.indices)))
+    table.add_row("timestamps (s)", ", ".join(f"{t:.2f}" for t in timestamps))
+    table.add_row("output size (HxW)", f"{plan.height}x{plan.width}")
+    g = result["grid_thw"]
+    table.add_row("visual tokens", f"{result['tokens']}  (grid {g[0]}x{g[1]}x{g[2]} / 4)")
+    if sheet is not None:
+        table.add_row("contact sheet", str(sheet))
+    console.print(table)
