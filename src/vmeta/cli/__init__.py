@@ -21,6 +21,11 @@ COMMAND_MODULES = (
     "models",
     "video",
     "evaluate",
+    "predict",
+    "train",
+    "export",
+    "sweep",
+    "serve",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"vmeta.cli.{_name}")

@@ -1,0 +1,239 @@
+"""`vmeta serve`: the chat web app + OpenAI-compatible API; `vmeta serve db|admin|token ...` for its database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vmeta.cli.apps import app, console, err_console
+from vmeta.errors import UserError
+
+serve_app = typer.Typer(
+    help="Run the chat assistant (web page + OpenAI-compatible API); manage its database and accounts.",
+    invoke_without_command=True,
+)
+db_app = typer.Typer(
+    help="The serve database (SQLite by default, PostgreSQL via VMETA_DATABASE_URL).", no_args_is_help=True
+)
+admin_app = typer.Typer(help="Administrator accounts.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for the OpenAI-compatible API.", no_args_is_help=True)
+serve_app.add_typer(db_app, name="db")
+serve_app.add_typer(admin_app, name="admin")
+serve_app.add_typer(token_app, name="token")
+app.add_typer(serve_app, name="serve")
+
+
+def build_engine(
+    kind: str,
+    models: list[str],
+    adapters: list[str],
+    remote_url: str | None,
+    remote_key: str | None,
+    runs_dir: Path | None,
+    exports_dir: Path | None,
+    device: str | None,
+    settings,
+):
+    """The inference engine named by --engine (echo: no model; local: one base + adapters; remote: forward)."""
+    if kind == "echo":
+        from vmeta.serve.echo_engine import EchoEngine
+
+        return EchoEngine(model_ids=tuple(models) or ("echo", "echo:lora"))
+    if kind == "remote":
+        if not remote_url:
+            raise UserError("--engine remote needs --remote-url URL (an OpenAI-compatible server, e.g. vLLM's /v1).")
+        from vmeta.serve.remote_engine import ForwardingEngine
+
+        return ForwardingEngine(remote_url, api_key=remote_key, models=models or None)
+    if kind != "local":
+        raise UserError(f"--engine {kind!r}: choose local, echo or remote.")
+    if len(models) > 1:
+        raise UserError(
+            "--engine local serves one base model (--model NAME once); fine-tuned variants come from "
+            "--adapter NAME=PATH, runs/ and exports/."
+        )
+    try:
+        from vmeta.serve import model_catalog
+        from vmeta.serve.engine import LocalEngine
+    except ImportError as exc:
+        raise UserError(
+            f"the local engine needs the model extras ({exc.name} is missing): pip install -e '.[all]', "
+            "or run with --engine echo."
+        ) from None
+    named = dict(model_catalog.parse_adapter_option(a) for a in adapters)
+    return LocalEngine(
+        settings,
+        models[0] if models else None,
+        adapters=named,
+        runs_dir=runs_dir,
+        exports_dir=exports_dir,
+        device=device,
+    )
+
+
+@serve_app.callback()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; keep 127.0.0.1 unless you mean to share it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8000,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Base model (registry name, hub id or folder); with --engine echo/remote: model ids to list.",
+        ),
+    ] = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option("--adapter", help="NAME=PATH of a fine-tuned adapter (run folder or adapter folder); repeatable."),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (the model in this process), echo (no model, for demos/tests), remote (forward to an OpenAI-compatible server).",
+        ),
+    ] = "local",
+    remote_url: Annotated[
+        str | None,
+        typer.Option("--remote-url", help="With --engine remote: the server's base URL, e.g. http://gpu:8000/v1."),
+    ] = None,
+    remote_key: Annotated[str | None, typer.Option("--remote-key", help="With --engine remote: its API key.")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Folder of training runs whose adapters are listed.")
+    ] = None,
+    exports_dir: Annotated[
+        Path | None, typer.Option("--exports-dir", help="Folder of merged exports that are listed.")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")] = None,
+) -> None:
+    """Start the chat assistant: the page at http://HOST:PORT/, the API at /api and /v1 (OpenAPI at /docs).
+
+    Settings (VMETA_* variables or .env): VMETA_DATA_DIR (SQLite DB and uploads), VMETA_DATABASE_URL
+    (PostgreSQL), VMETA_UPLOAD_MAX_BYTES, VMETA_GUEST_TTL_S, VMETA_REGISTRATION_OPEN, VMETA_ADMIN_EMAILS,
+    VMETA_API_ALLOW_ANONYMOUS, VMETA_ALLOW_REMOTE_URLS, VMETA_COOKIE_SECURE … (see docs/serve-api.md).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from vmeta.config import get_settings
+    from vmeta.serve.app import create_app
+    from vmeta.web.common import is_loopback
+
+    settings = get_settings()
+    eng = build_engine(
+        engine, list(model or []), list(adapter or []), remote_url, remote_key, runs_dir, exports_dir, device, settings
+    )
+    if not is_loopback(host) and not settings.allowed_hosts:
+        settings = settings.model_copy(update={"allowed_hosts": ["*"]})
+        err_console.print(
+            f"[yellow]warning:[/] binding {host}: anyone who can reach it can open the page; "
+            "put it behind HTTPS and set VMETA_COOKIE_SECURE=true."
+        )
+    web = create_app(settings, eng)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(
+        f"[bold]vmeta serve[/]: http://{shown}:{port}/ · API http://{shown}:{port}/v1 · docs http://{shown}:{port}/docs\n"
+        f"models: {', '.join(m.id for m in eng.models()) or '(loading)'} · data: {settings.data_dir}\n"
+        "Press Ctrl+C to stop.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for info, reason in getattr(eng, "unavailable", list)():
+        err_console.print(f"[yellow]not served:[/] {info.id} — {reason}", highlight=False, soft_wrap=True)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+def _db():
+    from vmeta.config import get_settings
+    from vmeta.serve import db as dbmod
+
+    settings = get_settings()
+    url = dbmod.database_url(Path(settings.data_dir), settings.database_url)
+    return settings, dbmod, dbmod.make_engine(url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Bring the database schema to the newest revision (also done on every `vmeta serve` start)."""
+    _, dbmod, engine = _db()
+    dbmod.upgrade(engine, revision)
+    console.print(
+        f"database {engine.url.render_as_string(hide_password=True)} at revision {dbmod.current_revision(engine)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database URL (password hidden) and its schema revision."""
+    _, dbmod, engine = _db()
+    console.print(
+        f"{engine.url.render_as_string(hide_password=True)}: {dbmod.current_revision(engine) or '(empty)'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _password(password: str | None) -> str:
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise UserError("the password must have at least 8 characters.")
+    return password
+
+
+@admin_app.command("create")
+def admin_create(
+    email: Annotated[str, typer.Argument(help="Login name (e-mail).")],
+    password: Annotated[str | None, typer.Option("--password", help="Default: asked for (hidden).")] = None,
+) -> None:
+    """Create an administrator, or make an existing account one (its password is replaced when given)."""
+    from sqlalchemy import select
+
+    from vmeta.serve.security import password_hasher
+    from vmeta.serve.tables import User
+
+    settings, dbmod, engine = _db()
+    dbmod.upgrade(engine)
+    email = email.strip().lower()
+    with dbmod.session_scope(dbmod.make_sessionmaker(engine)) as db:
+        user = db.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = User(email=email, password_hash=password_hasher(settings).hash(_password(password)), is_admin=True)
+            db.add(user)
+            what = "created"
+        else:
+            user.is_admin, user.disabled = True, False
+            if password is not None:
+                user.password_hash = password_hasher(settings).hash(_password(password))
+            what = "promoted"
+    console.print(f"{email}: administrator ({what})", highlight=False)
+
+
+@token_app.command("create")
+def token_create(
+    email: Annotated[str, typer.Argument(help="The account the token acts for.")],
+    name: Annotated[str, typer.Option("--name", help="A label shown in the token list.")] = "cli",
+) -> None:
+    """Print a new API token for ACCOUNT (shown once; only its hash is stored)."""
+    from sqlalchemy import select
+
+    from vmeta.serve.security import API_TOKEN_PREFIX, hash_token, new_token
+    from vmeta.serve.tables import ApiToken, User
+
+    _, dbmod, engine = _db()
+    dbmod.upgrade(engine)
+    with dbmod.session_scope(dbmod.make_sessionmaker(engine)) as db:
+        user = db.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise UserError(f"no account '{email}'; register on the page or run `vmeta serve admin create {email}`.")
+        token = new_token(API_TOKEN_PREFIX)
+        db.add(ApiToken(user_id=user.id, name=name, prefix=token[:10], token_hash=hash_token(token)))
+    print(token)

@@ -1,0 +1,319 @@
+"""Which model variants one server can offer: the base, its LoRA adapters, merged exports.
+
+:func:`discover` lists, without loading anything:
+
+- the **base** model from configuration (a registered name, a hub id or a local folder);
+- **adapters** given as ``--adapter NAME=PATH`` (PATH: an adapter folder or a run folder);
+- **run folders** under ``runs/`` written by ``vmeta train``: ``runs/NAME/run.json`` plus ``adapter/`` (a PEFT
+  adapter, served beside the base as ``BASE:NAME``) or ``model/`` (full weights, served as its own model ``NAME``);
+- **exports** under ``exports/``: folders with ``config.json`` + ``*.safetensors`` (merged models, served as
+  ``NAME``).
+
+Each :class:`CatalogEntry` says whether it can be served and, when not, why (an adapter trained on another base
+model, a folder without weights, ...): such entries are listed, never served silently on the wrong base.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from vmeta.config import Settings
+from vmeta.serve.engine_api import ModelInfo
+
+Kind = Literal["base", "adapter", "merged"]
+Origin = Literal["config", "option", "runs", "exports"]
+
+RUN_CONFIG_NAMES = ("run.json", "config.yaml", "run_config.json", "vmeta_run.json")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    info: ModelInfo
+    kind: Kind
+    origin: Origin
+    path: Path | None = None  # adapter folder (kind adapter) or full-model folder (kind merged); None for the base
+    trained_on: str | None = None  # the base model an adapter says it was trained on
+    available: bool = True
+    reason: str = ""  # why not available
+    run: dict = field(default_factory=dict, compare=False, hash=False)  # the run's config, when it has one
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def unavailable(self, reason: str) -> CatalogEntry:
+        desc = f"unavailable: {reason}"
+        return replace(self, available=False, reason=reason, info=replace(self.info, description=desc))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Base-model identity
+
+
+def base_model_id(base: str | Path, settings: Settings) -> str:
+    """The id clients use for the base: the registered name, the hub id, or the folder name."""
+    from vmeta.models.registry import resolve
+
+    try:
+        return resolve(base, settings, build_tiny=False).spec.name
+    except Exception:
+        text = str(base).rstrip("/\\")
+        return Path(text).name if ("/" in text and Path(text).expanduser().exists()) else text
+
+
+def _identity(name: str | Path, settings: Settings) -> set[str]:
+    """Keys under which a base model is known: registered name, hub id, real path, and name tails."""
+    from vmeta.models.registry import resolve
+
+    text = str(name).strip()
+    keys: set[str] = set()
+    try:
+        r = resolve(text, settings, build_tiny=False)
+    except Exception:
+        r = None
+    if r is None:
+        tail = text.rstrip("/\\").replace("\\", "/").split("/")[-1].lower()
+        keys.add(f"tail:{tail}")
+        keys.add(f"raw:{text.lower()}")
+        return keys
+    if r.registered:
+        keys.add(f"name:{r.spec.name.lower()}")
+        keys.add(f"tail:{r.spec.name.lower()}")
+        keys.update(f"tail:{a.lower()}" for a in r.spec.aliases)
+    if r.hub_id:
+        keys.add(f"hub:{r.hub_id.lower()}")
+        keys.add(f"tail:{r.hub_id.split('/')[-1].lower()}")
+    if r.path is not None:
+        keys.add(f"path:{os.path.realpath(r.path)}")
+    return keys
+
+
+def same_base(a: str | Path, b: str | Path, settings: Settings) -> bool:
+    """Whether two ways of naming a base model name the same model (``tiny`` and its folder, a registered
+    name and its hub id, a training machine's ``/data/Qwen2-VL-2B-Instruct`` and ``qwen2-vl-2b-instruct``)."""
+    ka, kb = _identity(a, settings), _identity(b, settings)
+    if ka & kb:
+        # Two distinct local folders are distinct models even when their names agree.
+        pa = {k for k in ka if k.startswith("path:")}
+        pb = {k for k in kb if k.startswith("path:")}
+        return not (pa and pb and not pa & pb and not {k for k in ka if k.startswith(("hub:", "name:"))} & kb)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Folders
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_run_config(folder: Path) -> dict:
+    for name in RUN_CONFIG_NAMES:
+        p = folder / name
+        if not p.is_file():
+            continue
+        if p.suffix == ".json":
+            data = _read_json(p)
+        else:
+            try:
+                import yaml
+
+                data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except Exception:
+                data = None
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def _run_base(cfg: dict) -> str | None:
+    model = cfg.get("model")
+    if isinstance(model, dict):
+        model = model.get("name") or model.get("name_or_path") or model.get("base")
+    base = cfg.get("base_model") or model
+    return str(base) if base else None
+
+
+def _adapter_dir(folder: Path) -> Path | None:
+    for cand in (folder, folder / "adapter"):
+        if (cand / "adapter_config.json").is_file():
+            return cand
+    return None
+
+
+def _adapter_problem(adapter: Path) -> str | None:
+    cfg = _read_json(adapter / "adapter_config.json")
+    if cfg is None:
+        return f"{adapter / 'adapter_config.json'} cannot be read as JSON"
+    if not any((adapter / w).is_file() for w in _ADAPTER_WEIGHTS):
+        return f"{adapter} has adapter_config.json but no adapter weights (adapter_model.safetensors)"
+    return None
+
+
+def _full_model_problem(folder: Path) -> str | None:
+    """None when the folder holds a loadable full model (config.json, safetensors weights, tokenizer)."""
+    if not (folder / "config.json").is_file():
+        return f"{folder} has no config.json"
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = _read_json(index) or {}
+        shards = set((data.get("weight_map") or {}).values())
+        missing = sorted(s for s in shards if not (folder / s).is_file())
+        if not shards or missing:
+            return f"{folder} is incomplete: missing weight shards {', '.join(missing[:3]) or '(empty index)'}"
+    elif not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        return f"{folder} has config.json but no weights (*.safetensors)"
+    if not any((folder / t).is_file() for t in _TOKENIZER_FILES):
+        return f"{folder} has weights but no tokenizer/processor files; re-export it with `vmeta export`"
+    return None
+
+
+def _adapter_trained_on(adapter: Path, run_cfg: dict) -> str | None:
+    base = _run_base(run_cfg)
+    if base:
+        return base
+    cfg = _read_json(adapter / "adapter_config.json") or {}
+    value = cfg.get("base_model_name_or_path")
+    return str(value) if value else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Discovery
+
+
+def parse_adapter_option(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` (or a bare PATH, named after its folder) -> (name, path)."""
+    from vmeta.errors import UserError
+
+    if "=" in text:
+        name, path = text.split("=", 1)
+        name, path = name.strip(), path.strip()
+    else:
+        path = text.strip()
+        p = Path(path.rstrip("/\\"))
+        name = p.parent.name if p.name == "adapter" else p.name
+    if not name or not path:
+        raise UserError(f"--adapter {text!r}: write it as NAME=PATH (PATH: an adapter folder or a run folder).")
+    if ":" in name or "/" in name:
+        raise UserError(f"--adapter {text!r}: the name must not contain ':' or '/'.")
+    return name, path
+
+
+def discover(
+    base: str | Path,
+    settings: Settings,
+    adapters: dict[str, str | Path] | None = None,
+    runs_dir: str | Path | None = None,
+    exports_dir: str | Path | None = None,
+) -> list[CatalogEntry]:
+    """Every servable variant (and every one that is listed but cannot be served, with the reason)."""
+    bid = base_model_id(base, settings)
+    entries: list[CatalogEntry] = [
+        CatalogEntry(
+            info=ModelInfo(id=bid, base=bid, adapter=None, kind="base", description="base model"),
+            kind="base",
+            origin="config",
+        )
+    ]
+    taken = {bid}
+    seen_adapters: set[str] = set()
+
+    def add_adapter(name: str, folder: Path, origin: Origin, run_cfg: dict) -> None:
+        mid = f"{bid}:{name}"
+        if mid in taken:
+            mid = f"{bid}:{origin}/{name}"
+        adapter = _adapter_dir(folder)
+        info = ModelInfo(
+            id=mid,
+            base=bid,
+            adapter=name,
+            kind="adapter",
+            description=f"LoRA adapter {name} on {bid} (switched per request, no reload)",
+        )
+        entry = CatalogEntry(info=info, kind="adapter", origin=origin, path=adapter or folder, run=run_cfg)
+        if adapter is None:
+            entry = entry.unavailable(f"{folder} holds no adapter_config.json (nor adapter/adapter_config.json)")
+        else:
+            key = os.path.realpath(adapter)
+            if key in seen_adapters:
+                return
+            seen_adapters.add(key)
+            trained_on = _adapter_trained_on(adapter, run_cfg)
+            entry = replace(entry, trained_on=trained_on)
+            problem = _adapter_problem(adapter)
+            if problem:
+                entry = entry.unavailable(problem)
+            elif trained_on and not same_base(trained_on, base, settings):
+                entry = entry.unavailable(f"trained on {trained_on}, but this server's base model is {bid}")
+        taken.add(mid)
+        entries.append(entry)
+
+    def add_full(name: str, folder: Path, origin: Origin, run_cfg: dict) -> None:
+        mid = name if name not in taken else f"{origin}/{name}"
+        info = ModelInfo(
+            id=mid,
+            base=_run_base(run_cfg) or mid,
+            adapter=None,
+            kind="merged",
+            description="merged model (full weights; loaded on demand, replacing the previously loaded full model)",
+        )
+        entry = CatalogEntry(info=info, kind="merged", origin=origin, path=folder, run=run_cfg)
+        problem = _full_model_problem(folder)
+        if problem:
+            entry = entry.unavailable(problem)
+        taken.add(mid)
+        entries.append(entry)
+
+    for name, path in (adapters or {}).items():
+        folder = Path(path).expanduser()
+        run_cfg = _read_run_config(folder) or (_read_run_config(folder.parent) if folder.name == "adapter" else {})
+        if not folder.is_dir():
+            info = ModelInfo(id=f"{bid}:{name}", base=bid, adapter=name, kind="adapter")
+            entries.append(
+                CatalogEntry(info=info, kind="adapter", origin="option", path=folder).unavailable(
+                    f"adapter folder {folder} does not exist"
+                )
+            )
+            taken.add(info.id)
+            continue
+        add_adapter(name, folder, "option", run_cfg)
+
+    if runs_dir is not None and Path(runs_dir).is_dir():
+        for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
+            run_cfg = _read_run_config(folder)
+            if _adapter_dir(folder) is not None:
+                add_adapter(folder.name, folder, "runs", run_cfg)
+            elif (folder / "model" / "config.json").is_file():
+                add_full(folder.name, folder / "model", "runs", run_cfg)
+            elif (folder / "config.json").is_file():
+                add_full(folder.name, folder, "runs", run_cfg)
+            elif run_cfg:
+                info = ModelInfo(id=f"{bid}:{folder.name}", base=bid, adapter=folder.name, kind="adapter")
+                entries.append(
+                    CatalogEntry(info=info, kind="adapter", origin="runs", path=folder, run=run_cfg).unavailable(
+                        f"run {folder.name} has no adapter/ or model/ yet (training not finished, or it failed)"
+                    )
+                )
+
+    if exports_dir is not None and Path(exports_dir).is_dir():
+        for folder in sorted(p for p in Path(exports_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (folder / "config.json").is_file():
+                meta = _read_run_config(folder)
+                add_full(folder.name, folder, "exports", meta)
+            elif _adapter_dir(folder) is not None:
+                add_adapter(folder.name, folder, "exports", _read_run_config(folder))
+    return entries
+
+
+__all__ = ["CatalogEntry", "base_model_id", "discover", "parse_adapter_option", "same_base"]

@@ -1,0 +1,1 @@
+"""The routers of `vmeta serve`; `create_app` includes them all."""

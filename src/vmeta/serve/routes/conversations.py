@@ -1,0 +1,431 @@
+"""Conversations and messages: list (paginated, searchable), create, read, rename, delete, export, and the
+streamed answer.
+
+POST /api/conversations/{id}/messages answers as Server-Sent Events:
+  event: start   {conversation_id, user_message_id, model}
+  event: queued  {position}                 (the engine is busy; 1 = next; sent again when it changes)
+  event: token   {text}
+  event: done    {message_id, model, base_model, adapter, ttft_ms, total_ms, queue_ms, engine_ttft_ms,
+                  engine_total_ms, server_overhead_ms, prompt_tokens, completion_tokens, finish_reason}
+  event: error   {detail}
+The assistant message is stored when the answer ends; if the client goes away mid-answer, what was generated
+is stored with status "interrupted".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any, Literal
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from vmeta.serve import schemas
+from vmeta.serve.deps import DB, CurrentUser, InferenceEngine, ServeState, State, in_db
+from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
+from vmeta.serve.tables import Conversation, Message, Upload, Usage, User, utcnow
+
+router = APIRouter(tags=["conversations"])
+
+
+class SSEResponse(StreamingResponse):
+    """A StreamingResponse that always closes its generator, so a client leaving mid-answer runs the
+    generator's cleanup (store the partial answer, free the engine slot) at once rather than at GC time."""
+
+    def __init__(self, content: Any, **kw: Any):
+        super().__init__(content, media_type="text/event-stream", **kw)
+        self.headers["Cache-Control"] = "no-cache"
+        self.headers["X-Accel-Buffering"] = "no"
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[union-attr]
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def owned_conversation(db: Session, user_id: str, conversation_id: str) -> Conversation:
+    conv = db.scalar(select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id))
+    if conv is None:
+        raise HTTPException(404, "no such conversation.")
+    return conv
+
+
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@router.get("/api/conversations", response_model=schemas.ConversationPage)
+async def list_conversations(
+    request: Request,
+    q: str | None = Query(None, max_length=200, description="Search titles and message text (case-insensitive)."),
+    limit: int = Query(20, ge=1, le=100),
+    offset: int = Query(0, ge=0),
+) -> Response:
+    """The caller's conversations, most recently active first."""
+    return _json(await in_db(request, conversation_page, q, limit, offset))
+
+
+def _json(data: Any) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
+
+
+def conversation_page(db: Session, user: User, q: str | None, limit: int, offset: int) -> dict[str, Any]:
+    where = [Conversation.user_id == user.id]
+    if q and q.strip():
+        pattern = _like(q.strip())
+        in_messages = select(Message.conversation_id).where(
+            Message.user_id == user.id, Message.content.ilike(pattern, escape="\\")
+        )
+        where.append(or_(Conversation.title.ilike(pattern, escape="\\"), Conversation.id.in_(in_messages)))
+    total = db.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0
+    rows = list(
+        db.scalars(
+            select(Conversation)
+            .where(*where)
+            .order_by(Conversation.updated_at.desc(), Conversation.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    nxt = offset + len(rows) if offset + len(rows) < total else None
+    return schemas.ConversationPage(
+        items=[schemas.ConversationOut.model_validate(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=nxt,
+    ).model_dump(mode="json")
+
+
+@router.post("/api/conversations", response_model=schemas.ConversationOut, status_code=201)
+def create_conversation(body: schemas.ConversationIn, db: DB, user: CurrentUser) -> Conversation:
+    conv = Conversation(user_id=user.id, title=body.title.strip())
+    db.add(conv)
+    db.flush()
+    return conv
+
+
+@router.get("/api/conversations/{conversation_id}", response_model=schemas.ConversationDetail)
+async def get_conversation(conversation_id: str, request: Request) -> Response:
+    """The conversation with all its messages (assistant messages carry model, adapter and timings)."""
+
+    def read(db: Session, user: User) -> dict[str, Any]:
+        conv = owned_conversation(db, user.id, conversation_id)
+        return schemas.ConversationDetail.model_validate(conv).model_dump(mode="json")
+
+    return _json(await in_db(request, read))
+
+
+@router.patch("/api/conversations/{conversation_id}", response_model=schemas.ConversationOut)
+def rename_conversation(
+    conversation_id: str, body: schemas.ConversationPatch, db: DB, user: CurrentUser
+) -> Conversation:
+    conv = owned_conversation(db, user.id, conversation_id)
+    conv.title = body.title.strip()
+    return conv
+
+
+@router.delete("/api/conversations/{conversation_id}", status_code=204)
+def delete_conversation(conversation_id: str, db: DB, user: CurrentUser) -> Response:
+    db.delete(owned_conversation(db, user.id, conversation_id))
+    return Response(status_code=204)
+
+
+@router.get("/api/messages/{message_id}", response_model=schemas.MessageOut)
+def get_message(message_id: str, db: DB, user: CurrentUser) -> Message:
+    msg = db.scalar(select(Message).where(Message.id == message_id, Message.user_id == user.id))
+    if msg is None:
+        raise HTTPException(404, "no such message.")
+    return msg
+
+
+# -------------------------------------------------------------------------------------------- export
+def _md_escape_title(s: str) -> str:
+    return s.replace("\n", " ").strip() or "(untitled)"
+
+
+def conversation_markdown(conv: Conversation) -> str:
+    lines = [f"# {_md_escape_title(conv.title)}", "", f"_exported {utcnow():%Y-%m-%d %H:%M} UTC_", ""]
+    for m in conv.messages:
+        if m.role == "user":
+            lines.append(f"## User · {m.created_at:%Y-%m-%d %H:%M}")
+            for p in m.parts or []:
+                if p.get("type") == "video":
+                    lines.append(f"[video: {p.get('filename') or p.get('upload_id')}]")
+        else:
+            bits = [m.model or "?"]
+            if m.adapter:
+                bits.append(f"adapter {m.adapter}")
+            if m.ttft_ms is not None:
+                bits.append(f"first token {m.ttft_ms:.0f} ms")
+            if m.total_ms is not None:
+                bits.append(f"total {m.total_ms / 1000:.2f} s")
+            if m.status != "complete":
+                bits.append(m.status)
+            lines.append(f"## Assistant · {' · '.join(bits)}")
+        lines += ["", m.content, ""]
+    return "\n".join(lines)
+
+
+@router.get("/api/conversations/{conversation_id}/export")
+def export_conversation(
+    conversation_id: str, db: DB, user: CurrentUser, format: Literal["json", "md"] = Query("json")
+) -> Response:
+    """Download the conversation as JSON (`format=json`) or Markdown (`format=md`)."""
+    conv = owned_conversation(db, user.id, conversation_id)
+    stem = "conversation-" + conv.id[:8]
+    if format == "md":
+        body = conversation_markdown(conv)
+        return Response(
+            body,
+            media_type="text/markdown; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{stem}.md"'},
+        )
+    data = schemas.ConversationDetail.model_validate(conv).model_dump(mode="json")
+    return Response(
+        json.dumps(data, ensure_ascii=False, indent=2),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{stem}.json"'},
+    )
+
+
+# ------------------------------------------------------------------------------------------- answer
+def engine_messages(db: Session, state: ServeState, user_id: str, history: list[Message]) -> list[dict[str, Any]]:
+    """OpenAI-style messages for the engine: previous turns with their videos as local file paths."""
+    ids = {p["upload_id"] for m in history for p in (m.parts or []) if p.get("upload_id")}
+    uploads = (
+        {u.id: u for u in db.scalars(select(Upload).where(Upload.user_id == user_id, Upload.id.in_(ids)))}
+        if ids
+        else {}
+    )
+    out: list[dict[str, Any]] = []
+    for m in history:
+        if m.role == "assistant" and (m.status == "error" or not m.content):
+            continue
+        parts: list[dict[str, Any]] = []
+        for p in m.parts or []:
+            up = uploads.get(p.get("upload_id", ""))
+            if p.get("type") == "video" and up is not None:
+                parts.append({"type": "video", "video": str(state.uploads_dir / user_id / up.stored_name)})
+        if parts:
+            parts.append({"type": "text", "text": m.content})
+            out.append({"role": m.role, "content": parts})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def model_ids(engine) -> list[str]:
+    return [m.id for m in engine.models()]
+
+
+def pick_model(state: ServeState, requested: str | None) -> str:
+    ids = model_ids(state.engine)
+    if not ids:
+        raise HTTPException(503, "no model is loaded on this server.")
+    if requested is None:
+        d = state.settings.default_chat_model
+        return d if d in ids else ids[0]
+    if requested not in ids:
+        raise HTTPException(400, f"unknown model '{requested[:200]}'; choose one of: {', '.join(ids)}.")
+    return requested
+
+
+def _ms(s: float | None) -> float | None:
+    return None if s is None else round(s * 1000, 2)
+
+
+@router.post(
+    "/api/conversations/{conversation_id}/messages",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: start, queued, token, done, error"}},
+)
+def post_message(
+    conversation_id: str, body: schemas.MessageIn, db: DB, state: State, user: CurrentUser, engine: InferenceEngine
+) -> Response:
+    """Send a user message (text and/or uploaded videos) and stream the answer as Server-Sent Events."""
+    t0 = time.perf_counter()
+    settings = state.settings
+    conv = owned_conversation(db, user.id, conversation_id)
+    text = body.text
+    if len(text) > settings.max_message_chars:
+        raise HTTPException(
+            413, f"the message is {len(text):,} characters; the limit is {settings.max_message_chars:,}."
+        )
+    if not text.strip() and not body.upload_ids:
+        raise HTTPException(400, "the message is empty; type something or attach a video.")
+    model = pick_model(state, body.model)
+    parts: list[dict[str, Any]] = []
+    for uid in dict.fromkeys(body.upload_ids):
+        up = db.scalar(select(Upload).where(Upload.id == uid, Upload.user_id == user.id))
+        if up is None:
+            raise HTTPException(404, f"no upload '{uid[:40]}'; upload the video again.")
+        parts.append({"type": "video", "upload_id": up.id, "filename": up.filename})
+    history = list(conv.messages)
+    seq = (max(m.seq for m in history) if history else 0) + 1
+    user_msg = Message(
+        conversation_id=conv.id, user_id=user.id, seq=seq, role="user", content=text, parts=parts, model=model
+    )
+    db.add(user_msg)
+    if not conv.title:
+        conv.title = (text.strip().splitlines()[0][:60] if text.strip() else (parts[0]["filename"] or "video"))[:200]
+    conv.updated_at = utcnow()
+    db.flush()
+    messages = engine_messages(db, state, user.id, [*history, user_msg])
+    db.commit()
+    request = ChatRequest(
+        model=model,
+        messages=messages,
+        max_new_tokens=body.max_new_tokens or settings.max_new_tokens,
+        temperature=body.temperature,
+        request_id=user_msg.id,
+    )
+    user_id, conv_id, user_msg_id = user.id, conv.id, user_msg.id
+
+    async def events():
+        pieces: list[str] = []
+        done: Done | None = None
+        error: str | None = None
+        first_at: float | None = None
+        stored = False
+        try:
+            yield sse("start", {"conversation_id": conv_id, "user_message_id": user_msg_id, "model": model})
+            try:
+                async with contextlib.aclosing(engine.stream(request)) as stream:
+                    async for ev in stream:
+                        if isinstance(ev, Token):
+                            if first_at is None:
+                                first_at = time.perf_counter()
+                            pieces.append(ev.text)
+                            yield sse("token", {"text": ev.text})
+                        elif isinstance(ev, Queued):
+                            yield sse("queued", {"position": ev.position})
+                        elif isinstance(ev, Done):
+                            done = ev
+            except EngineError as exc:
+                error = str(exc)
+            except Exception as exc:  # an engine bug must not leave the page hanging
+                error = f"the model failed to answer ({type(exc).__name__}); try again or pick another model."
+            end = time.perf_counter()
+            status = "error" if error else "complete"
+            msg_id = await run_in_threadpool(
+                _store_answer, state, user_id, conv_id, seq + 1, model, pieces, done, error, status, t0, first_at, end
+            )
+            stored = True
+            if error:
+                yield sse("error", {"detail": error, "message_id": msg_id})
+            else:
+                yield sse("done", _done_payload(msg_id, model, done, t0, first_at, end))
+        finally:
+            if not stored:
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(
+                        _store_answer,
+                        state,
+                        user_id,
+                        conv_id,
+                        seq + 1,
+                        model,
+                        pieces,
+                        done,
+                        None,
+                        "interrupted",
+                        t0,
+                        first_at,
+                        time.perf_counter(),
+                    )
+
+    return SSEResponse(events())
+
+
+def _done_payload(msg_id: str, model: str, done: Done | None, t0: float, first_at: float | None, end: float) -> dict:
+    ttft = (first_at or end) - t0
+    engine_before_first = (done.queue_s + done.ttft_s) if done else 0.0
+    return {
+        "message_id": msg_id,
+        "model": model,
+        "base_model": done.model if done else None,
+        "adapter": done.adapter if done else None,
+        "ttft_ms": _ms(ttft),
+        "total_ms": _ms(end - t0),
+        "queue_ms": _ms(done.queue_s) if done else None,
+        "engine_ttft_ms": _ms(done.ttft_s) if done else None,
+        "engine_total_ms": _ms(done.total_s) if done else None,
+        "server_overhead_ms": _ms(max(0.0, ttft - engine_before_first)) if done else None,
+        "prompt_tokens": done.prompt_tokens if done else None,
+        "completion_tokens": done.completion_tokens if done else None,
+        "finish_reason": done.finish_reason if done else None,
+    }
+
+
+def _store_answer(
+    state: ServeState,
+    user_id: str,
+    conv_id: str,
+    seq: int,
+    model: str,
+    pieces: list[str],
+    done: Done | None,
+    error: str | None,
+    status: str,
+    t0: float,
+    first_at: float | None,
+    end: float,
+) -> str:
+    payload = _done_payload("", model, done, t0, first_at, end)
+    timings = {k: payload[k] for k in ("queue_ms", "engine_ttft_ms", "engine_total_ms", "server_overhead_ms")}
+    if error:
+        timings["error"] = error
+    with state.sessions.begin() as db:
+        if db.get(Conversation, conv_id) is None:  # deleted meanwhile
+            return ""
+        msg = Message(
+            conversation_id=conv_id,
+            user_id=user_id,
+            seq=seq,
+            role="assistant",
+            content="".join(pieces),
+            parts=[],
+            model=model,
+            base_model=done.model if done else None,
+            adapter=done.adapter if done else None,
+            status=status,
+            ttft_ms=payload["ttft_ms"] if first_at else None,
+            total_ms=payload["total_ms"],
+            prompt_tokens=done.prompt_tokens if done else None,
+            completion_tokens=done.completion_tokens if done else len(pieces),
+            timings=timings,
+        )
+        db.add(msg)
+        conv = db.get(Conversation, conv_id)
+        conv.updated_at = utcnow()
+        db.add(
+            Usage(
+                user_id=user_id,
+                source="chat",
+                model=model,
+                adapter=msg.adapter,
+                status=status,
+                prompt_tokens=msg.prompt_tokens or 0,
+                completion_tokens=msg.completion_tokens or 0,
+                ttft_ms=msg.ttft_ms,
+                total_ms=msg.total_ms,
+            )
+        )
+        db.flush()
+        return msg.id
+
+
+__all__ = ["SSEResponse", "model_ids", "router", "sse"]
