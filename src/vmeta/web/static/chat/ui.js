@@ -1,0 +1,104 @@
+// Small DOM helpers of the chat page: element creation (text only — never innerHTML with user data),
+// number formatting, a toast, confirm/prompt dialogs.
+import { currentLanguage, t } from "/static/js/i18n.js";
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+export function show(node, visible = true) { node.classList.toggle("hidden", !visible); }
+
+export function formatBytes(n) {
+  if (n == null) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+
+/** 812 -> "812 ms", 5120 -> "5.12 s". */
+export function formatMs(ms) {
+  if (ms == null || Number.isNaN(ms)) return "–";
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+export function formatDuration(seconds) {
+  if (seconds == null) return "";
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+export function formatDate(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const now = new Date();
+  const locale = currentLanguage() === "zh" ? "zh-CN" : "en-GB";
+  if (d.toDateString() === now.toDateString()) {
+    return d.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
+  }
+  return d.toLocaleDateString(locale, { month: "short", day: "numeric" });
+}
+
+/** A human "in N hours/minutes" for the guest banner. */
+export function formatRemaining(iso) {
+  if (!iso) return "";
+  const minutes = Math.max(0, Math.round((new Date(iso) - Date.now()) / 60000));
+  if (minutes >= 120) return t("chat.in_hours", { n: Math.round(minutes / 60) });
+  return t("chat.in_minutes", { n: minutes });
+}
+
+let toastTimer = null;
+export function toast(text, bad = false) {
+  const node = $("toast");
+  node.textContent = text;
+  node.classList.toggle("bad", bad);
+  node.classList.add("show");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => node.classList.remove("show"), bad ? 6000 : 2000);
+}
+
+/** Show `message` in a modal with OK/Cancel; resolves true on OK. */
+export function confirmDialog(message, okLabel) {
+  const dlg = $("dlg-confirm");
+  $("confirm-text").textContent = message;
+  $("confirm-ok").textContent = okLabel || t("chat.confirm");
+  dlg.returnValue = "";
+  dlg.showModal();
+  return new Promise((resolve) => {
+    dlg.addEventListener("close", () => resolve(dlg.returnValue === "ok"), { once: true });
+  });
+}
+
+/** Ask for a text in the rename dialog; resolves the trimmed text or null. */
+export function promptDialog(value) {
+  const dlg = $("dlg-rename");
+  const input = $("rename-input");
+  input.value = value || "";
+  dlg.returnValue = "";
+  dlg.showModal();
+  input.select();
+  return new Promise((resolve) => {
+    dlg.addEventListener("close", () => {
+      const v = input.value.trim();
+      resolve(dlg.returnValue === "ok" && v ? v : null);
+    }, { once: true });
+  });
+}
+
+/** Put an error text into a form's error box (or hide it with null). */
+export function formError(id, text) {
+  const box = $(id);
+  box.textContent = text || "";
+  show(box, Boolean(text));
+}
+
+/** The text to show for an ApiError: the server's sentence, or the network notice. */
+export function errorText(err) {
+  if (err && err.status === 0) return t("common.network_error");
+  return (err && (err.detail || err.message)) || t("common.error");
+}
