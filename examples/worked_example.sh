@@ -34,3 +34,21 @@ vmeta data review "$W/ds" --id 诙谐类_47 --accept --note "checked against the
 vmeta data split "$W/ds" --test-per-category 1
 vmeta data export "$W/ds"
 vmeta data stats "$W/ds"
+
+# 5. Models, offline: a tiny Qwen2-VL with random weights (its text is gibberish; every stage is real).
+#    With real weights use --model qwen2-vl-2b-instruct (or a local folder) and drop --max-steps.
+vmeta models build-tiny "$W/tiny" --force
+vmeta predict --model "$W/tiny" --data "$W/ds" --split test --out "$W/pred/zero-shot.jsonl" --max-new-tokens 16
+
+# 6. Fine-tune with LoRA (a few steps here; configs/qwen2-vl-2b/*.yaml hold the thesis settings), predict with the run.
+vmeta train --method lora --model "$W/tiny" --data "$W/ds" --out "$W/runs/lora" --max-steps 4 --overwrite
+vmeta predict --run "$W/runs/lora" --data "$W/ds" --split test --out "$W/pred/lora.jsonl" --max-new-tokens 16
+
+# 7. Evaluate (BERTScore needs bert-base-chinese on disk; drop --no-bertscore when you have it) and compare.
+vmeta eval "$W/pred/zero-shot.jsonl" --out "$W/eval/zero-shot" --no-bertscore
+vmeta eval "$W/pred/lora.jsonl" --out "$W/eval/lora" --no-bertscore
+vmeta compare "$W/eval/zero-shot" "$W/eval/lora" --names zero-shot,lora --out "$W/compare"
+
+# 8. Merge the adapter into a standalone model folder (safetensors shards, processor, model card).
+vmeta export "$W/runs/lora" --out "$W/exports/lora" --overwrite
+# Then chat with it in the browser:  vmeta serve --model "$W/tiny" --adapter lora="$W/runs/lora/adapter"

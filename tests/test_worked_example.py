@@ -47,3 +47,12 @@ def test_worked_example_end_to_end(tmp_path):
     assert len(test) == 5 and test[0]["messages"][0]["content"].startswith("<video>")
     assert (ds / "export" / "sharegpt" / test[0]["videos"][0]).resolve().is_file()
     assert (ds / "report" / "stats.html").is_file()
+
+    test_ids = sorted(json.loads((ds / "splits.json").read_text(encoding="utf-8"))["ids"]["test"])
+    for name in ("zero-shot", "lora"):
+        lines = (work / "pred" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert sorted(json.loads(line)["id"] for line in lines) == test_ids
+        assert json.loads((work / "eval" / name / "results.json").read_text(encoding="utf-8"))["n"] == len(test_ids)
+    assert json.loads((work / "runs" / "lora" / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
+    assert (work / "compare" / "compare.md").is_file()
+    assert (work / "exports" / "lora" / "model.safetensors").is_file()

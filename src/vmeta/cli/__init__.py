@@ -6,7 +6,9 @@ Heavy libraries (torch, transformers) are imported inside commands so `vmeta --h
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import warnings
 
 from vmeta.cli.apps import app, err_console
 from vmeta.errors import UserError
@@ -31,7 +33,15 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"vmeta.cli.{_name}")
 
 
+def _quiet_third_party() -> None:
+    """Library chatter that tells a user nothing they can act on (bitsandbytes' optional CPU kernels,
+    transformers' deprecations of calls made inside peft) is hidden on the command line only."""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+
+
 def main() -> None:
+    _quiet_third_party()
     try:
         app()
     except UserError as exc:
