@@ -311,7 +311,7 @@ def predict(
         "prompt_hash": p_hash,
         "generation": gen.to_dict(),
         "frames": fs.to_dict(),
-        # where they came from: given (flags / the caller), run (its run.json), default / model (family defaults)
+        # given (flags / the caller), run (its run.json), default (the thesis prompt), model (the family's frames)
         "sources": {"prompt": prompt_source, "frames": fs_source, "frame_overrides": sorted(cfg.frame_overrides)},
         "batch_size": cfg.batch_size,
         "versions": _versions(),

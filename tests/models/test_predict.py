@@ -320,12 +320,12 @@ def test_a_run_folder_lends_its_prompt_and_frame_settings(dataset, tiny_model_di
     # explicit settings still win, and the file says which came from where
     out2 = tmp_path / "overridden.jsonl"
     cfg = PredictConfig(
-        data=dataset, out=out2, run=run, generation=GEN, limit=1, prompt="说说。", frame_overrides={"fps": 2.0}
+        data=dataset, out=out2, run=run, generation=GEN, limit=1, prompt="说说。", frame_overrides={"fps": 4.0}
     )
     predict(cfg, settings=settings)
     (row,) = read_jsonl(out2)
-    assert row["prompt"] == "说说。" and row["frames"]["fps"] == 2.0 and row["frames"]["max_pixels"] == 28 * 28
-    assert row["frame_indices"] == [0, 3, 6, 9]
+    assert row["prompt"] == "说说。" and row["frames"]["fps"] == 4.0 and row["frames"]["max_pixels"] == 28 * 28
+    assert row["frame_indices"] == [0, 3, 6, 9]  # 1 s at 4 fps
     meta = json.loads(meta_path(out2).read_text(encoding="utf-8"))
     assert meta["sources"] == {"prompt": "given", "frames": "run", "frame_overrides": ["fps"]}
 

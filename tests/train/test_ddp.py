@@ -111,6 +111,13 @@ def test_accelerate_launch_two_processes_on_cpu(tmp_path, train_dataset, train_s
     ]  # fmt: skip
     assert not list(out.glob(".*saving*")) and not list(out.glob("*.tmp"))
 
+    # A refusal by the main process (the run is finished) ends the launch; the other process, waiting for the
+    # main one to prepare the folder, is ended by the launcher rather than left hanging or judging it itself.
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "holds a finished run" in again.stdout + again.stderr, again.stderr[-3000:]
+    assert "unfinished run" not in again.stdout + again.stderr
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
+
     # The DDP-trained run exports, and the merged weights give the base+adapter logits.
     import torch
     from peft import PeftModel
