@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from evaldata import SAMPLES, write_predictions
 
+from vmeta.dataset.prompts import prompt_hash
 from vmeta.errors import UserError
 from vmeta.evaluate.metrics import METRICS, EvalContext
 from vmeta.evaluate.predictions import load_predictions
@@ -18,7 +19,7 @@ def test_vmeta_format(tmp_path):
     rows, fmt = load_predictions(write_predictions(tmp_path / "p.jsonl", 2))
     assert fmt == "vmeta" and len(rows) == len(SAMPLES)
     assert rows[0].id == "v000" and rows[0].category == "讽刺类" and rows[0].model == "qwen2-vl-2b-instruct"
-    assert len(rows[0].prompt_hash) == 16
+    assert rows[0].prompt_hash == prompt_hash(rows[0].prompt)  # the same hash `vmeta predict` writes
 
 
 def test_llamafactory_format(tmp_path):
