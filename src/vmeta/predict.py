@@ -334,25 +334,9 @@ def predict(
     progress = None
     task = None
     if show_progress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from vmeta.progress import progress_bar
 
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        progress = progress_bar(console=console)
         progress.start()
         task = progress.add_task(f"predict {loaded.name}", total=len(records), completed=len(records) - len(todo))
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vmeta.cli.apps import console, data_app
+from vmeta.progress import progress_bar
 
 MAX_REJECT_LINES = 20
 
@@ -34,15 +34,8 @@ def build(
     from vmeta.dataset.sheets import parse_column_map
 
     column_map = parse_column_map(column)
-    with Progress(
-        TextColumn("[bold]probing videos"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("probe", total=None)
+    with progress_bar(console=console, transient=True) as progress:
+        task = progress.add_task("probing videos", total=None)
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)

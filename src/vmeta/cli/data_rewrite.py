@@ -46,15 +46,6 @@ def rewrite(
     ),
 ) -> None:
     """Stage 2: an LLM rewrites each raw label into the five-slot template (cached, resumable, never touches reviewed labels)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from vmeta.config import get_settings
     from vmeta.dataset.rewrite import rewrite_dataset
 
@@ -77,17 +68,9 @@ def rewrite(
         _print_dry_run(report)
         return
     # Started on the first callback, so an error raised before any work (no API key, unknown id) prints alone.
-    bar = Progress(
-        TextColumn("[bold]rewrite"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("elapsed"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    from vmeta.progress import progress_bar
+
+    bar = progress_bar(console=console)
     task = bar.add_task("rewrite", total=None, start=False)
 
     def progress(done: int, total: int) -> None:

@@ -316,7 +316,7 @@ def clear_model_cache() -> None:
     """Drop every cached model (frees GPU memory)."""
     with _CACHE_LOCK:
         _CACHE.clear()
-    _free_memory()
+    free_memory()
 
 
 def cached_models() -> list[LoadedModel]:
@@ -324,7 +324,8 @@ def cached_models() -> list[LoadedModel]:
         return list(_CACHE.values())
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
+    """Give memory back after dropping a model (CUDA caches too)."""
     gc.collect()
     try:
         import torch
@@ -362,7 +363,7 @@ def load_model(
             # Make room first, so two big models never sit in memory together.
             while _CACHE and len(_CACHE) >= max(size, 1):
                 _CACHE.popitem(last=False)
-            _free_memory()
+            free_memory()
         loaded = _load_fresh(resolved, dev, dt, adapter_path, settings)
         if cache and size > 0:
             _CACHE[key] = loaded

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import threading
 import time
@@ -39,6 +38,7 @@ from typing import Any
 
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
+from vmeta.models.load import free_memory
 from vmeta.serve import model_catalog
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued, Token
 
@@ -363,7 +363,7 @@ class LocalEngine:
         while len(self._full) >= self.max_full_models:
             evicted, _ = self._full.popitem(last=False)
             log.info("engine: evicting merged model %s", evicted)
-        _free_memory()
+        free_memory()
         from vmeta.models import load as load_mod
 
         t0 = time.perf_counter()
@@ -518,7 +518,7 @@ class LocalEngine:
         self._full.clear()
         self._peft = None
         self._base_loaded = None
-        _free_memory()
+        free_memory()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -609,17 +609,6 @@ def _with_description(info: ModelInfo, text: str) -> ModelInfo:
     from dataclasses import replace
 
     return replace(info, description=text)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _local_path(value: Any) -> str | None:

@@ -43,6 +43,7 @@ import yaml
 
 from vmeta.errors import UserError
 from vmeta.jsonio import atomic_write_text, read_json, write_json
+from vmeta.models.load import free_memory
 
 FINISHED = "finished"
 SWEEP_MD = "sweep.md"
@@ -545,19 +546,6 @@ def evaluate_run(run: Path, ev: EvalSettings, *, settings: Any = None) -> bool:
     return True
 
 
-def _free_memory() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
-
-
 def _job_file(spec: SweepSpec, planned: PlannedRun) -> Path:
     path = spec.out_dir / JOBS_DIR / f"{planned.name}.json"
     write_json(
@@ -667,7 +655,7 @@ def run_sweep(
                 f"[{i}/{len(spec.runs)}] {outcome.status} {planned.name}"
                 + (f": {outcome.error}" if outcome.error else "")
             )
-            _free_memory()
+            free_memory()
     order = {r.name: i for i, r in enumerate(spec.runs)}
     outcomes.sort(key=lambda o: order.get(o.name, 0))
     md, csv_path = write_tables(spec, outcomes)
