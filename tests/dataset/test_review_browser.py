@@ -15,17 +15,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("VMETA_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from vmeta.testing.browser import launch_chromium, require_browser
 
 pytestmark = pytest.mark.browser
 
@@ -34,15 +24,6 @@ pytestmark = pytest.mark.browser
 _spec = importlib.util.spec_from_file_location("_review_test_data", Path(__file__).with_name("test_review.py"))
 _data = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_data)
-
-
-def _require_browser() -> None:
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) to run browser tests"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -70,11 +51,11 @@ def served(tmp_path):
 
 @pytest.fixture
 def page():
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(p)
         # an English browser locale: the page must still default to Chinese
         context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
         pg = context.new_page()

@@ -12,10 +12,10 @@ test's tmp dir, and to $VMETA_SCREENSHOT_DIR when set.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,18 +27,8 @@ from serve_helpers import PASSWORD, fast_settings
 from vmeta.serve.app import create_app
 from vmeta.serve.echo_engine import EchoEngine
 from vmeta.testing import media
+from vmeta.testing.browser import launch_chromium, require_browser, serve_in_thread
 
-CHROMIUM = Path(os.environ.get("VMETA_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 T = 15_000  # ms: generous for a loaded CI machine; the happy path takes well under a second per step
@@ -46,68 +36,33 @@ T = 15_000  # ms: generous for a loaded CI machine; the happy path takes well un
 pytestmark = pytest.mark.browser
 
 
-def _require_browser() -> None:
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) to run browser tests"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 # --------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def browser():
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        b = launch_chromium(p)
         try:
             yield b
         finally:
             b.close()
 
 
-def _run_server(app) -> tuple[str, callable]:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 @pytest.fixture
 def serve(tmp_path) -> Iterator:
     """serve(engine=None) -> base URL of a fresh app (own SQLite data dir) on a live server."""
-    started = []
+    with contextlib.ExitStack() as stack:
+        count = itertools.count()
 
-    def start(engine: EchoEngine | None = None) -> str:
-        settings = fast_settings(tmp_path / f"data{len(started)}")
-        app = create_app(settings, engine or EchoEngine(delay_s=0.03), background_tasks=False)
-        url, stop = _run_server(app)
-        started.append((app, stop))
-        return url
+        def start(engine: EchoEngine | None = None) -> str:
+            settings = fast_settings(tmp_path / f"data{next(count)}")
+            app = create_app(settings, engine or EchoEngine(delay_s=0.03), background_tasks=False)
+            stack.callback(app.state.db_engine.dispose)
+            return stack.enter_context(serve_in_thread(app))
 
-    yield start
-    for app, stop in started:
-        stop()
-        app.state.db_engine.dispose()
+        yield start
 
 
 @pytest.fixture
