@@ -9,13 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from vmeta.testing.browser import launch_chromium, require_browser
+from vmeta.testing.browser import launch_chromium, require_browser, serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -29,24 +27,11 @@ _spec.loader.exec_module(_data)
 @pytest.fixture
 def served(tmp_path):
     """(base URL, Dataset): the review app on an ephemeral 127.0.0.1 port, in a thread."""
-    import uvicorn
-
     from vmeta.dataset.review_app import create_review_app
 
     ds = _data.build_review_dataset(tmp_path / "ds")
-    app = create_review_app(ds.root, "browser-tester")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", ds
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_review_app(ds.root, "browser-tester"), lifespan="off") as url:
+        yield url, ds
 
 
 @pytest.fixture
