@@ -28,6 +28,7 @@ from vmeta.dataset.records import Dataset, Record, ReviewStatus, now_iso
 from vmeta.dataset.split import SPLITS
 from vmeta.dataset.template import normalize, parse
 from vmeta.jsonio import atomic_write_bytes, atomic_write_text, write_json
+from vmeta.plotting import find_cjk_font, pyplot
 
 DUPLICATE_THRESHOLD = 0.8
 SHINGLE = 3
@@ -281,49 +282,6 @@ def stats_for_records(
 # ----------------------------------------------------------------------------------------------- plots
 
 
-_CJK_FAMILIES = (
-    "WenQuanYi Micro Hei",
-    "WenQuanYi Zen Hei",
-    "Noto Sans CJK SC",
-    "Noto Sans CJK JP",
-    "Noto Sans SC",
-    "Source Han Sans SC",
-    "Source Han Sans CN",
-    "SimHei",
-    "Microsoft YaHei",
-    "PingFang SC",
-    "Heiti SC",
-    "AR PL UMing CN",
-)
-_CJK_FILES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-)
-
-
-def find_cjk_font() -> str | None:
-    """A font family that can draw Chinese, registered with matplotlib; None if the machine has none."""
-    from matplotlib import font_manager
-
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    for fam in _CJK_FAMILIES:
-        if fam in names:
-            return fam
-    for path in _CJK_FILES:  # installed after matplotlib built its font cache
-        if Path(path).exists():
-            try:
-                font_manager.fontManager.addfont(path)
-            except Exception:  # pragma: no cover - unreadable font file
-                continue
-            names = {f.name for f in font_manager.fontManager.ttflist}
-            for fam in _CJK_FAMILIES:
-                if fam in names:
-                    return fam
-    return None
-
-
 def _category_label(name: str, cjk: bool) -> str:
     if cjk or name.isascii():
         return name
@@ -332,12 +290,9 @@ def _category_label(name: str, cjk: bool) -> str:
 
 def make_plots(stats: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Render the four PNG plots (matplotlib Agg). Chinese tick labels only when a CJK font is installed."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    plt = pyplot()
     font = find_cjk_font()
     rc = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"]}
     out: dict[str, Path] = {}

@@ -1,6 +1,7 @@
 """PNG plots (matplotlib, Agg): bars with CI whiskers, histograms, heat maps. Returns PNG bytes.
 
-Category names are drawn in English (`vmeta.dataset.categories`) so no CJK font is needed.
+Category names are drawn in English (`vmeta.dataset.categories`); other text (run names) gets a CJK font
+when one is installed (`vmeta.plotting`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,11 @@ import io
 import numpy as np
 
 from vmeta.dataset.categories import CATEGORIES
+from vmeta.plotting import pyplot
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def english(category: str) -> str:

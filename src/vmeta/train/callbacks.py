@@ -121,11 +121,9 @@ def plot_loss(loss_csv: Path, out_png: Path, metrics: Path | None = None) -> Pat
     """Training loss per step (and eval metrics when present) as a PNG (matplotlib, Agg)."""
     if not loss_csv.exists():
         return None
-    import matplotlib
+    from vmeta.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps, losses = [], []
     with loss_csv.open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
