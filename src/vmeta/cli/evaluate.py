@@ -40,8 +40,8 @@ def eval_cmd(
     bert_batch_size: Annotated[int, typer.Option("--bert-batch-size", help="Texts per encoder forward pass.")] = 64,
     idf: Annotated[bool, typer.Option("--idf/--no-idf", help="IDF-weight BERTScore tokens (thesis: off).")] = False,
     bert_device: Annotated[
-        str, typer.Option("--bert-device", help="cpu, cuda, cuda:1 ... for the BERTScore encoder.")
-    ] = "cpu",
+        str, typer.Option("--bert-device", help="auto (CUDA when available), cpu, cuda, cuda:1 ... for the encoder.")
+    ] = "auto",
     no_bertscore: Annotated[bool, typer.Option("--no-bertscore", help="Skip BERTScore (no encoder needed).")] = False,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% CIs (0 = none).")

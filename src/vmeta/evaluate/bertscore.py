@@ -44,7 +44,7 @@ class BertScoreConfig:
     num_layers: int | None = DEFAULT_LAYER
     idf: bool = False
     batch_size: int = 64
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA when available
     models_dir: str | None = None  # searched for a folder named like the model before the Hub
     offline: bool = False  # never try the Hub (also when huggingface_hub is in offline mode)
     match_batch_size: int = BERT_SCORE_MATCH_BATCH
@@ -119,6 +119,8 @@ def load_encoder(
     if not 0 <= num_layers <= len(layers):
         raise UserError(f"--bert-layer {num_layers} is out of range: '{resolved}' has {len(layers)} layers.")
     _set_layer_list(model, torch.nn.ModuleList(list(layers)[:num_layers]))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     return tokenizer, model, num_layers
 
@@ -255,7 +257,7 @@ class BertScorer:
         out: dict[str, tuple[list[int], Any]] = {}
         batches = [order[i : i + bs] for i in range(0, len(order), bs)]
         bar = _progress(len(unique), "BERTScore", self.show_progress)
-        device = self.config.device
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
             for batch in batches:
                 max_len = max(len(ids[i]) for i in batch)
