@@ -2,14 +2,16 @@
 and the cost of switching model mid-conversation.
 
     python bench/serve_load.py [--parts a,b,c] [--clients 50] [--duration 30] [--overhead-n 50]
-                               [--engine echo|tiny] [--real-arch] [--fp32] [--keep DIR]
+                               [--client raw|httpx] [--engine echo|tiny] [--real-arch] [--fp32] [--keep DIR]
 
 (a) History under load. A real uvicorn server (a child process, 127.0.0.1 only) runs
     ``vmeta.serve.app.create_app`` on a fresh SQLite DB with the EchoEngine. The DB is seeded through the API
-    (users, conversations, messages answered by the engine). Then N concurrent clients (asyncio + httpx, each
-    with its user's bearer token) call the history endpoints for D seconds: list conversations, get one
-    conversation with its messages, search. Prints p50/p90/p99 latency, requests/s and errors per endpoint.
-    Goal: p99 < 100 ms, 0 errors.
+    (users, conversations, messages answered by the engine). Then N concurrent clients (asyncio, each with its
+    user's bearer token and its own keep-alive connection) call the history endpoints for D seconds: list
+    conversations, get one conversation with its messages, search. Prints p50/p90/p99 latency, requests/s and
+    errors per endpoint, and the CPU time per request of the server process and of the load generator (they
+    share the machine). The load generator is a minimal asyncio HTTP/1.1 client by default (``--client httpx``:
+    httpx, which costs about as much CPU per request as the server). Goal: p99 < 100 ms, 0 errors.
 (b) Server overhead on a streamed answer. Sequential chat messages (SSE); the client's time to first token
     minus the engine's own (queue + engine TTFT, from the `done` event), median over N. The engine is the
     EchoEngine with zero delay (``--engine tiny``: the LocalEngine on the tiny model). Goal: < 20 ms.
@@ -194,25 +196,135 @@ def seed(base: str, users: int, conversations: int, turns: int) -> list[dict[str
 # ------------------------------------------------------------------------------------------------ (a) load
 
 
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client for the load test: GET only, one connection, Content-Length bodies.
+
+    The load generator runs on the same machine as the server (2 cores here); httpx costs about as much CPU per
+    request as the server itself, so with it the bench mostly measures its own client. This one costs a small
+    fraction of that. Any deviation from plain HTTP/1.1 (no Content-Length, a broken connection) is an error."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or HOST, parts.port or 80
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head_tail = f"Host: {self.host}:{self.port}\r\n{extra}\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str, params: dict | None = None) -> tuple[int, bytes]:
+        from urllib.parse import urlencode
+
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        reused = self.writer is not None
+        if reused and self.reader is not None and self.reader.at_eof():  # the server closed the idle connection
+            await self.aclose()
+            reused = False
+        try:
+            return await self._get(path)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            # A kept-alive connection the server closed meanwhile (uvicorn: after 5 s idle) fails before any
+            # byte of the answer: send the (idempotent) GET again on a new connection, as HTTP clients do.
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            return await self._get(path)
+
+    async def _get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None and self.writer is not None
+        try:
+            self.writer.write(f"GET {path} HTTP/1.1\r\n{self.head_tail}".encode())
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length, close = None, False
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                k = k.strip().lower()
+                if k == "content-length":
+                    length = int(v)
+                elif k == "connection" and "close" in v.lower():
+                    close = True
+                elif k == "transfer-encoding":
+                    raise OSError(f"unexpected Transfer-Encoding: {v.strip()}")
+            if length is None:
+                raise OSError("response without Content-Length")
+            body = await self.reader.readexactly(length) if length else b""
+        except BaseException:
+            await self.aclose()
+            raise
+        if close:
+            await self.aclose()
+        return status, body
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+def run_loop(coro):  # type: ignore[no-untyped-def]
+    """asyncio.run on uvloop when it is installed (the serve extra has it), else the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def loop_name() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of process `pid` (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def history_load(
-    base: str, users: list[dict], clients: int, duration: float, rate: float = 0.0
+    base: str, users: list[dict], clients: int, duration: float, rate: float = 0.0, client_kind: str = "raw"
 ) -> dict[str, dict]:
     """`rate` 0: closed loop (each client sends its next request as soon as the last one is answered: measures
     saturation). `rate` > 0: each client sends requests at Poisson times, `rate` per second (an offered load of
-    clients x rate req/s); latency counts from the scheduled time, so a server that falls behind is charged for it."""
+    clients x rate req/s); latency counts from the scheduled time, so a server that falls behind is charged for it.
+    `client_kind`: "raw" (RawHTTP, one keep-alive connection per client) or "httpx" (one httpx.AsyncClient each)."""
     import httpx
 
     results: dict[str, list[float]] = {"list": [], "get": [], "search": []}
     errors: dict[str, int] = {k: 0 for k in results}
     error_samples: list[str] = []
-    stop_at = time.perf_counter() + duration
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    def make_client(n: int) -> Any:
+        headers = {"Authorization": f"Bearer {users[n % len(users)]['token']}"}
+        if client_kind == "raw":
+            return RawHTTP(base, headers)
+        return httpx.AsyncClient(base_url=base, headers=headers, timeout=10, limits=limits)
+
+    # Made before the clock starts: an httpx.AsyncClient takes ~25 ms of CPU to make (its SSL context), and 50
+    # made inside the run blocked the loop for over a second, charged to the first requests as latency.
+    https = [make_client(n) for n in range(clients)]
+    stop_at = time.perf_counter() + duration
 
     async def client(n: int) -> None:
         rng = random.Random(n)
         user = users[n % len(users)]
-        headers = {"Authorization": f"Bearer {user['token']}"}
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10, limits=limits) as c:
+        http = https[n]
+        try:
             next_at = time.perf_counter() + (rng.expovariate(rate) if rate else 0.0)
             while time.perf_counter() < stop_at:
                 if rate:
@@ -229,11 +341,16 @@ async def history_load(
                 t0 = next_at if rate else time.perf_counter()
                 next_at += rng.expovariate(rate) if rate else 0.0
                 try:
-                    r = await c.get(url, params=params)
-                    ok = r.status_code == 200
+                    if client_kind == "raw":
+                        async with asyncio.timeout(10):
+                            status, body = await http.get(url, params)
+                    else:
+                        r = await http.get(url, params=params)
+                        status, body = r.status_code, r.content
+                    ok = status == 200
                     if not ok and len(error_samples) < 5:
-                        error_samples.append(f"{kind}: {r.status_code} {r.text[:200]}")
-                except httpx.HTTPError as exc:
+                        error_samples.append(f"{kind}: {status} {body[:200].decode(errors='replace')}")
+                except (httpx.HTTPError, OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
                     ok = False
                     if len(error_samples) < 5:
                         error_samples.append(f"{kind}: {type(exc).__name__} {exc}")
@@ -242,6 +359,8 @@ async def history_load(
                     results[kind].append(dt)
                 else:
                     errors[kind] += 1
+        finally:
+            await http.aclose()
 
     t0 = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(clients))), duration + 60)
@@ -259,7 +378,23 @@ async def history_load(
             "max": max(lat) if lat else float("nan"),
         }
     out["_samples"] = error_samples  # type: ignore[assignment]
+    out["_wall"] = wall  # type: ignore[assignment]
     return out
+
+
+def measured_load(server: Server, users: list[dict], args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    """history_load plus the CPU time the server process and this (client) process spent on it."""
+    import resource
+
+    def own_cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+
+    s0, c0 = proc_cpu_s(server.proc.pid), own_cpu()
+    res = run_loop(history_load(server.base, users, args.clients, args.duration, rate, args.client))
+    s1, c1 = proc_cpu_s(server.proc.pid), own_cpu()
+    res["_cpu"] = {"server_s": None if s0 is None or s1 is None else s1 - s0, "client_s": c1 - c0}
+    return res
 
 
 def part_a(args: argparse.Namespace, work: Path) -> dict[str, bool]:
@@ -272,17 +407,16 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, bool]:
         console.print(
             f"seeded {args.users} users x {args.conversations} conversations x {args.turns} exchanges "
             f"through the API in {time.perf_counter() - t0:.1f} s; {args.clients} clients for "
-            f"{args.duration:g} s on {server.base} (SQLite, EchoEngine)"
+            f"{args.duration:g} s on {server.base} (SQLite, EchoEngine); load generator: {args.client} "
+            f"({'raw asyncio HTTP/1.1, one keep-alive connection per client' if args.client == 'raw' else 'httpx.AsyncClient per client'}, "
+            f"{loop_name()} loop, in this process)"
         )
         runs = [("closed loop (saturation)", 0.0)]
         if args.rate > 0:
             runs.append(
                 (f"paced: {args.rate:g} req/s per client = {args.rate * args.clients:g} req/s offered", args.rate)
             )
-        results = [
-            (label, asyncio.run(history_load(server.base, users, args.clients, args.duration, rate)))
-            for label, rate in runs
-        ]
+        results = [(label, measured_load(server, users, args, rate)) for label, rate in runs]
     finally:
         server.stop()
     verdicts: dict[str, bool] = {}
@@ -308,6 +442,14 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, bool]:
         console.print(table)
         for s_ in res["_samples"]:
             console.print(f"  [red]error sample:[/red] {s_}")
+        n_req = max(1, res["all"]["n"] + res["all"]["errors"])
+        cpu = res["_cpu"]
+        server_cpu = "-" if cpu["server_s"] is None else f"{cpu['server_s'] / n_req * 1000:.2f} ms/request"
+        console.print(
+            f"CPU on this {os.cpu_count()}-core machine (client and server share it): server process {server_cpu}, "
+            f"load generator {cpu['client_s'] / n_req * 1000:.2f} ms/request ({args.client} client, {loop_name()} "
+            f"loop); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} after the run (other jobs count)"
+        )
         allr = res["all"]
         met = allr["p99"] * 1000 < GOALS["p99_ms"] and allr["errors"] == 0
         verdicts[f"(a) history, {label}: p99 < 100 ms, 0 errors"] = met
@@ -669,6 +811,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument(
         "--rate", type=float, default=1.0, help="(a) paced run: requests/s per client (0: closed loop only)"
+    )
+    ap.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="(a) load generator: raw asyncio HTTP/1.1 keep-alive (cheap) or httpx (about as costly as the server)",
     )
     ap.add_argument("--users", type=int, default=5)
     ap.add_argument("--conversations", type=int, default=20, help="per user")

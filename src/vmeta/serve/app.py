@@ -47,8 +47,15 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.skip):
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        declared = chunked = None
+        for k, v in scope.get("headers") or ():
+            if k == b"content-length":
+                declared = v
+            elif k == b"transfer-encoding":
+                chunked = v
+        if declared is None and chunked is None and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+            # HTTP/1.x framing: without Content-Length or Transfer-Encoding the request has no body (most GETs).
+            return await self.app(scope, receive, send)
         too_big = JSONResponse(
             {"detail": f"the request body is larger than the limit of {self.limit} bytes."}, status_code=413
         )

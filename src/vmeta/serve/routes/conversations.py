@@ -17,19 +17,20 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from vmeta.serve import schemas
-from vmeta.serve.deps import DB, CurrentUser, InferenceEngine, ServeState, State, in_db
+from vmeta.serve.deps import DB, Caller, CurrentUser, InferenceEngine, ServeState, State, in_db
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
-from vmeta.serve.tables import Conversation, Message, Upload, Usage, User, utcnow
+from vmeta.serve.tables import Conversation, Message, Upload, Usage, utcnow
 
 router = APIRouter(tags=["conversations"])
 
@@ -81,32 +82,108 @@ def _json(data: Any) -> Response:
     return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
 
 
-def conversation_page(db: Session, user: User, q: str | None, limit: int, offset: int) -> dict[str, Any]:
-    where = [Conversation.user_id == user.id]
-    if q and q.strip():
-        pattern = _like(q.strip())
+def _utc_text(dt: datetime) -> str:
+    """A datetime as the response models write it (schemas.UTCDateTime: UTC, ISO 8601, "Z")."""
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.isoformat()[:-6] + "Z"
+
+
+# The hot read endpoints (list, search, get) select plain columns and build the JSON of their response models
+# (schemas.ConversationPage / ConversationDetail) directly: ORM objects and per-row pydantic validation were
+# most of their cost. tests/serve/test_history_fast.py checks that the output equals the models' own.
+_CONV_COLS = (Conversation.id, Conversation.title, Conversation.created_at, Conversation.updated_at)
+_MSG_COLS = (
+    Message.id,
+    Message.role,
+    Message.content,
+    Message.parts,
+    Message.model,
+    Message.base_model,
+    Message.adapter,
+    Message.status,
+    Message.ttft_ms,
+    Message.total_ms,
+    Message.prompt_tokens,
+    Message.completion_tokens,
+    Message.timings,
+    Message.created_at,
+)
+_MSG_KEYS = tuple(c.key for c in _MSG_COLS)
+
+
+def _conv_out(row: Any) -> dict[str, Any]:
+    return {"id": row[0], "title": row[1], "created_at": _utc_text(row[2]), "updated_at": _utc_text(row[3])}
+
+
+def _page_query(search: bool) -> tuple[Any, Any]:
+    """(page, count) statements of the caller's conversations; with `search`, those whose title or a message
+    matches the LIKE pattern :pattern. Built once, run with bound parameters (see deps._TOKEN_CALLER)."""
+    where = [Conversation.user_id == bindparam("user_id")]
+    if search:
+        pattern = bindparam("pattern")
         in_messages = select(Message.conversation_id).where(
-            Message.user_id == user.id, Message.content.ilike(pattern, escape="\\")
+            Message.user_id == bindparam("user_id"), Message.content.ilike(pattern, escape="\\")
         )
         where.append(or_(Conversation.title.ilike(pattern, escape="\\"), Conversation.id.in_(in_messages)))
-    total = db.scalar(select(func.count()).select_from(Conversation).where(*where)) or 0
-    rows = list(
-        db.scalars(
-            select(Conversation)
-            .where(*where)
-            .order_by(Conversation.updated_at.desc(), Conversation.id)
-            .limit(limit)
-            .offset(offset)
-        )
+    # The page and, beside each row, the total (a window count over all matches): one query.
+    page = (
+        select(*_CONV_COLS, func.count().over())
+        .where(*where)
+        .order_by(Conversation.updated_at.desc(), Conversation.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
     )
+    return page, select(func.count()).select_from(Conversation).where(*where)
+
+
+_PAGE = {search: _page_query(search) for search in (False, True)}
+_CONV_OWNED = select(*_CONV_COLS).where(
+    Conversation.id == bindparam("conversation_id"), Conversation.user_id == bindparam("user_id")
+)
+_CONV_MESSAGES = select(*_MSG_COLS).where(Message.conversation_id == bindparam("conversation_id")).order_by(Message.seq)
+
+
+def conversation_page(db: Session, user: Caller, q: str | None, limit: int, offset: int) -> dict[str, Any]:
+    """schemas.ConversationPage of the caller's conversations (search: title or message text) as JSON data."""
+    search = bool(q and q.strip())
+    params: dict[str, Any] = {"user_id": user.id, "limit": limit, "offset": offset}
+    if search:
+        params["pattern"] = _like(q.strip())  # type: ignore[union-attr]
+    page, count = _PAGE[search]
+    conn = db.connection()
+    rows = conn.execute(page, params).all()
+    if rows:
+        total = rows[0][4]
+    elif offset:  # past the end: the window saw no row, count separately
+        total = conn.execute(count, params).scalar() or 0
+    else:
+        total = 0
     nxt = offset + len(rows) if offset + len(rows) < total else None
-    return schemas.ConversationPage(
-        items=[schemas.ConversationOut.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-        next_offset=nxt,
-    ).model_dump(mode="json")
+    return {
+        "items": [_conv_out(r) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": nxt,
+    }
+
+
+def conversation_detail(db: Session, user: Caller, conversation_id: str) -> dict[str, Any]:
+    """schemas.ConversationDetail of the caller's conversation as JSON data (404 when it is not theirs)."""
+    conn = db.connection()
+    conv = conn.execute(_CONV_OWNED, {"conversation_id": conversation_id, "user_id": user.id}).first()
+    if conv is None:
+        raise HTTPException(404, "no such conversation.")
+    out = _conv_out(conv)
+    messages = []
+    for row in conn.execute(_CONV_MESSAGES, {"conversation_id": conversation_id}):
+        m = dict(zip(_MSG_KEYS, row, strict=True))
+        m["created_at"] = _utc_text(m["created_at"])
+        if m["timings"] is None:
+            m["timings"] = {}
+        messages.append(m)
+    out["messages"] = messages
+    return out
 
 
 @router.post("/api/conversations", response_model=schemas.ConversationOut, status_code=201)
@@ -120,12 +197,7 @@ def create_conversation(body: schemas.ConversationIn, db: DB, user: CurrentUser)
 @router.get("/api/conversations/{conversation_id}", response_model=schemas.ConversationDetail)
 async def get_conversation(conversation_id: str, request: Request) -> Response:
     """The conversation with all its messages (assistant messages carry model, adapter and timings)."""
-
-    def read(db: Session, user: User) -> dict[str, Any]:
-        conv = owned_conversation(db, user.id, conversation_id)
-        return schemas.ConversationDetail.model_validate(conv).model_dump(mode="json")
-
-    return _json(await in_db(request, read))
+    return _json(await in_db(request, conversation_detail, conversation_id))
 
 
 @router.patch("/api/conversations/{conversation_id}", response_model=schemas.ConversationOut)
