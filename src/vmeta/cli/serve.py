@@ -146,7 +146,7 @@ def serve(
     )
     for info, reason in getattr(eng, "unavailable", list)():
         err_console.print(f"[yellow]not served:[/] {info.id} — {reason}", highlight=False, soft_wrap=True)
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _db():
