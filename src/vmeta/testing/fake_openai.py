@@ -103,11 +103,19 @@ def template_answer(body: dict[str, Any]) -> str:
     m = _QUOTED.search(raw)
     first = _SENT_END.split(raw, maxsplit=1)[0].strip(" ，,") or raw
     concept = m.group(1) if m else first[:8]
-    content = first[:60]
-    feature = raw.replace("\n", " ").strip().rstrip("。.!！?？")[:80]
+    content = _clip(first, 60)
+    feature = _clip(raw.replace("\n", " ").strip().rstrip("。.!！?？"), 80)
     source = _SOURCE_BY_CATEGORY.get(category, "网络短视频")
     emotion = _EMOTION_BY_CATEGORY.get(category, "创作者的态度")
     return f"本视频讲述了{content}。“{concept}”出自{source}，其因为{feature}，表达出了{emotion}。"
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most `limit` characters, cut after a clause rather than inside a word when one ends late enough."""
+    if len(text) <= limit:
+        return text
+    cut = max(text.rfind(ch, 0, limit) for ch in "，,；;。！？")
+    return text[:cut] if cut >= limit // 2 else text[:limit]
 
 
 # ---------------------------------------------------------------------------------------------------- script
