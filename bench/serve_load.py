@@ -542,51 +542,6 @@ def part_b(args: argparse.Namespace, work: Path) -> bool:
 LLM_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def qwen2_vl_2b_config():  # type: ignore[no-untyped-def]
-    """The architecture of Qwen/Qwen2-VL-2B-Instruct (its config.json, written out: no download)."""
-    from transformers import Qwen2VLConfig
-
-    text = {
-        "vocab_size": 151936,
-        "hidden_size": 1536,
-        "intermediate_size": 8960,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 12,
-        "num_key_value_heads": 2,
-        "hidden_act": "silu",
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6,
-        "use_sliding_window": False,
-        "sliding_window": 32768,
-        "max_window_layers": 28,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "dtype": "bfloat16",
-    }
-    vision = {
-        "depth": 32,
-        "embed_dim": 1280,
-        "hidden_size": 1536,
-        "mlp_ratio": 4,
-        "num_heads": 16,
-        "in_channels": 3,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-    }
-    return Qwen2VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        vision_end_token_id=151653,
-        tie_word_embeddings=True,
-        dtype="bfloat16",
-    )
-
-
 def build_random(config, dtype):  # type: ignore[no-untyped-def]
     """The model with random weights, fast: allocate on the meta device, then fill with small noise."""
     import torch
@@ -715,7 +670,7 @@ def part_c(args: argparse.Namespace, work: Path) -> bool:
     from vmeta.devtools import torchvision_shim
 
     torchvision_shim.install()
-    from vmeta.models.tiny import build_tiny
+    from vmeta.models.tiny import build_tiny, qwen2_vl_2b_config
 
     console.rule("(c) switching model mid-conversation")
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -33,36 +33,6 @@ from pathlib import Path
 
 METHODS = ("lora", "loraplus", "dora", "rslora", "pissa", "freeze", "galore", "full")
 
-# Qwen/Qwen2-VL-2B-Instruct config.json (architecture only; weights are random here).
-QWEN2_VL_2B = {
-    "text": {
-        "vocab_size": 151936,
-        "hidden_size": 1536,
-        "intermediate_size": 8960,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 12,
-        "num_key_value_heads": 2,
-        "hidden_act": "silu",
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-        "use_sliding_window": False,
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "pad_token_id": 151643,
-    },
-    "vision": {
-        "depth": 32,
-        "embed_dim": 1280,
-        "hidden_size": 1536,
-        "num_heads": 16,
-        "mlp_ratio": 4,
-        "in_channels": 3,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-    },
-}
 ANSWER = (
     "本视频讲述了网络用语“避雷”的隐喻含义及应用场景。“避雷”出自现实生活中的防雷概念，其因为被赋予“避开不良事物”"
     "的新含义（如劣质商品、糟糕体验等），表达出了网民在信息筛选时警惕、劝诫的实用态度。"
@@ -94,22 +64,10 @@ def build_model(args, workdir: Path):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and not args.smoke_layers:
         raise SystemExit("--real-arch needs a CUDA GPU (the 2B architecture does not fit a CPU benchmark).")
-    from transformers import Qwen2VLConfig
+    from vmeta.models.tiny import qwen2_vl_2b_config
 
-    ids = processor.tokenizer.get_vocab()
-    text, vision = dict(QWEN2_VL_2B["text"]), dict(QWEN2_VL_2B["vision"])
-    if args.smoke_layers:  # a shallow copy of the architecture: checks this code path on a CPU
-        text["num_hidden_layers"] = vision["depth"] = args.smoke_layers
-    cfg = Qwen2VLConfig(
-        text_config={**text, "dtype": "bfloat16"},
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-        dtype="bfloat16",
-    )
+    # --smoke-layers: a shallow copy of the architecture, to check this code path on a CPU
+    cfg = qwen2_vl_2b_config(layers=args.smoke_layers or None)
     torch.manual_seed(0)
     with torch.device(device):
         model = Qwen2VLForConditionalGeneration._from_config(cfg, attn_implementation="sdpa", dtype=torch.bfloat16)

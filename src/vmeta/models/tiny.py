@@ -190,8 +190,6 @@ def _check_special_tokens(tokenizer) -> dict[str, int]:  # type: ignore[no-untyp
 
 
 def tiny_config(vocab_size: int, ids: dict[str, int]):  # type: ignore[no-untyped-def]
-    from transformers import Qwen2VLConfig
-
     text = {
         "vocab_size": vocab_size,
         "hidden_size": TEXT_HIDDEN,
@@ -220,6 +218,60 @@ def tiny_config(vocab_size: int, ids: dict[str, int]):  # type: ignore[no-untype
         "spatial_merge_size": MERGE,
         "temporal_patch_size": TEMPORAL_PATCH,
     }
+    return _qwen2_vl_config(text, vision, ids, "float32")
+
+
+# Qwen/Qwen2-VL-2B-Instruct's config.json, written out: benchmarks build the real architecture with random
+# weights from it (no download).
+QWEN2_VL_2B_IDS = {
+    "<|endoftext|>": 151643,
+    "<|im_end|>": 151645,
+    "<|vision_start|>": 151652,
+    "<|vision_end|>": 151653,
+    "<|image_pad|>": 151655,
+    "<|video_pad|>": 151656,
+}
+
+
+def qwen2_vl_2b_config(*, layers: int | None = None):  # type: ignore[no-untyped-def]
+    """The Qwen2-VL-2B architecture in bfloat16; `layers` makes a shallow copy (text layers and vision depth)."""
+    ids = QWEN2_VL_2B_IDS
+    text = {
+        "vocab_size": 151936,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": layers or 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+        "hidden_act": "silu",
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+        "use_sliding_window": False,
+        "sliding_window": 32768,
+        "max_window_layers": 28,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "dtype": "bfloat16",
+    }
+    vision = {
+        "depth": layers or 32,
+        "embed_dim": 1280,
+        "hidden_size": 1536,
+        "num_heads": 16,
+        "mlp_ratio": 4,
+        "in_channels": 3,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    return _qwen2_vl_config(text, vision, ids, "bfloat16")
+
+
+def _qwen2_vl_config(text: dict, vision: dict, ids: dict[str, int], dtype: str):  # type: ignore[no-untyped-def]
+    from transformers import Qwen2VLConfig
+
     return Qwen2VLConfig(
         text_config=text,
         vision_config=vision,
@@ -227,8 +279,8 @@ def tiny_config(vocab_size: int, ids: dict[str, int]):  # type: ignore[no-untype
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,  # as in Qwen2-VL-2B; halves the file (the vocabulary dominates)
-        dtype="float32",
+        tie_word_embeddings=True,  # as in Qwen2-VL-2B; halves the tiny file (the vocabulary dominates)
+        dtype=dtype,
     )
 
 
