@@ -132,22 +132,15 @@ def export_cmd(
     include_rejected: Annotated[bool, typer.Option("--include-rejected", help="Also export rejected records.")] = False,
 ) -> None:
     """ShareGPT JSON per split + dataset_info.json (LLaMA-Factory / ms-swift load it unchanged)."""
-    from vmeta.dataset.prompts import DEFAULT_PROMPT
+    from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_from_options
     from vmeta.dataset.records import Dataset
     from vmeta.dataset.sharegpt import export_sharegpt
 
     if format.lower() != "sharegpt":
         raise UserError(f"--format {format!r} is not supported; use --format sharegpt.")
-    if prompt is not None and prompt_file is not None:
-        raise UserError("give either --prompt or --prompt-file, not both.")
-    text = DEFAULT_PROMPT
-    if prompt is not None:
-        text = prompt
-    elif prompt_file is not None:
-        try:
-            text = prompt_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(f"{prompt_file}: cannot read the prompt file ({exc.strerror}).") from None
+    text = prompt_from_options(prompt, prompt_file)
+    if text is None:
+        text = DEFAULT_PROMPT
     report = export_sharegpt(
         Dataset(dataset),
         out,

@@ -99,6 +99,7 @@ def predict_cmd(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Predict a dataset split with a model (zero-shot or fine-tuned); resumable; per-sample JSONL."""
+    from vmeta.dataset.prompts import prompt_from_options
     from vmeta.models.generate import GenerationSettings
     from vmeta.predict import PredictConfig, compare_models, predict
 
@@ -106,13 +107,7 @@ def predict_cmd(
         raise UserError("--models runs several base models; leave out --model, --run and --adapter with it.")
     if model and run:
         raise UserError("give --model or --run, not both (a run folder names its base model).")
-    if prompt is not None and prompt_file is not None:
-        raise UserError("give --prompt or --prompt-file, not both.")
-    if prompt_file is not None:
-        try:
-            prompt = prompt_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(f"--prompt-file {prompt_file}: cannot read it ({exc.strerror}).") from None
+    prompt = prompt_from_options(prompt, prompt_file)
     gen = GenerationSettings(
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,

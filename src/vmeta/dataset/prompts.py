@@ -8,6 +8,9 @@ record `prompt_hash(prompt)` so results say exactly which instruction produced t
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+
+from vmeta.errors import UserError
 
 DEFAULT_PROMPT = (
     "理解视频的隐喻内容，由以下格式回答：本视频讲述了 [视频内容]。[核心概念] 出自 [出处]，"
@@ -25,3 +28,15 @@ def prompt_hash(text: str) -> str:
 def user_turn(prompt: str = DEFAULT_PROMPT) -> str:
     """The user message of a training/inference sample: the video placeholder, then the instruction."""
     return prompt if prompt.startswith(VIDEO_TOKEN) else VIDEO_TOKEN + prompt
+
+
+def prompt_from_options(prompt: str | None, prompt_file: Path | None) -> str | None:
+    """The instruction given by `--prompt` or `--prompt-file` (None when neither: the caller's default applies)."""
+    if prompt is not None and prompt_file is not None:
+        raise UserError("give either --prompt or --prompt-file, not both.")
+    if prompt_file is None:
+        return prompt
+    try:
+        return prompt_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UserError(f"--prompt-file {prompt_file}: cannot read it ({exc.strerror}).") from None
