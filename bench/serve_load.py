@@ -1,16 +1,16 @@
 """Benchmark `vmeta serve`: history endpoints under load, the server's own overhead on a streamed answer,
 and the cost of switching model mid-conversation.
 
-    python bench/serve_load.py [--parts a,b,c] [--clients 50] [--duration 30] [--overhead-n 50]
+    python bench/serve_load.py [--parts a,b,c] [--clients 50] [--duration 30] [--workers 1,2] [--overhead-n 50]
                                [--client raw|httpx] [--engine echo|tiny] [--real-arch] [--fp32] [--keep DIR]
 
-(a) History under load. A real uvicorn server (a child process, 127.0.0.1 only) runs
-    ``vmeta.serve.app.create_app`` on a fresh SQLite DB with the EchoEngine. The DB is seeded through the API
+(a) History under load. A real server (a child process, 127.0.0.1 only) runs what ``vmeta serve --engine echo
+    [--workers N]`` runs (``vmeta.serve.launch``) on a fresh SQLite DB, once per ``--workers`` count. The DB is seeded through the API
     (users, conversations, messages answered by the engine). Then N concurrent clients (asyncio, each with its
     user's bearer token and its own keep-alive connection) call the history endpoints for D seconds: list
     conversations, get one conversation with its messages, search. Prints p50/p90/p99 latency, requests/s and
-    errors per endpoint, and the CPU time per request of the server process and of the load generator (they
-    share the machine). The load generator is a minimal asyncio HTTP/1.1 client by default (``--client httpx``:
+    errors per endpoint, and the CPU time per request of the server processes and of the load generator (they
+    share the machine). One Python process serves about one core (the GIL); ``--workers 2`` uses both. The load generator is a minimal asyncio HTTP/1.1 client by default (``--client httpx``:
     httpx, which costs about as much CPU per request as the server). Goal: p99 < 100 ms, 0 errors.
 (b) Server overhead on a streamed answer. Sequential chat messages (SSE); the client's time to first token
     minus the engine's own (queue + engine TTFT, from the `done` event), median over N. The engine is the
@@ -80,27 +80,22 @@ def secs(x: float | None) -> str:
 
 
 def serve_child(args: argparse.Namespace) -> None:
-    """Entry of the server child process: create_app + uvicorn on 127.0.0.1."""
-    import uvicorn
-
+    """Entry of the server child process: what `vmeta serve` runs (vmeta.serve.launch), on 127.0.0.1."""
     from vmeta.config import Settings
-    from vmeta.serve.app import create_app
+    from vmeta.serve import launch
 
     settings = Settings(data_dir=Path(args.data_dir), argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+    engine = None
     if args.engine == "tiny":
         from vmeta.devtools import torchvision_shim
 
         torchvision_shim.install()
-        from vmeta.serve.engine import LocalEngine
-
-        engine = LocalEngine(settings, "tiny", device="cpu")
-        engine.wait_ready(300)
+        spec = launch.EngineSpec(kind="local", models=["tiny"], device="cpu")
+        engine = launch.build_engine(spec, settings)
+        engine.wait_ready(300)  # load before serving, so (b) times answers, not the model load
     else:
-        from vmeta.serve.echo_engine import EchoEngine
-
-        engine = EchoEngine(model_ids=("echo",), delay_s=0.0)
-    app = create_app(settings, engine, background_tasks=False)
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
+        spec = launch.EngineSpec(kind="echo", models=["echo"], echo_delay_s=0.0)
+    launch.run(settings, spec, HOST, args.port, args.workers[0], engine=engine)
 
 
 def free_port() -> int:
@@ -110,7 +105,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, engine: str) -> None:
+    def __init__(self, data_dir: Path, engine: str, workers: int = 1) -> None:
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
         cmd = [
@@ -123,6 +119,8 @@ class Server:
             str(data_dir),
             "--engine",
             engine,
+            "--workers",
+            str(workers),
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         atexit.register(self.stop)
@@ -286,13 +284,19 @@ def loop_name() -> str:
     return "uvloop"
 
 
-def proc_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of process `pid` (Linux /proc), None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+def session_cpu_s(sid: int) -> float | None:
+    """CPU seconds (user + system) of every live process in session `sid` — the server and its worker
+    processes (Linux /proc), None elsewhere."""
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[3]) == sid:  # fields[3] is the session id (field 6 of proc(5))
+            found = True
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 async def history_load(
@@ -390,35 +394,44 @@ def measured_load(server: Server, users: list[dict], args: argparse.Namespace, r
         ru = resource.getrusage(resource.RUSAGE_SELF)
         return ru.ru_utime + ru.ru_stime
 
-    s0, c0 = proc_cpu_s(server.proc.pid), own_cpu()
+    s0, c0 = session_cpu_s(server.proc.pid), own_cpu()
     res = run_loop(history_load(server.base, users, args.clients, args.duration, rate, args.client))
-    s1, c1 = proc_cpu_s(server.proc.pid), own_cpu()
+    s1, c1 = session_cpu_s(server.proc.pid), own_cpu()
     res["_cpu"] = {"server_s": None if s0 is None or s1 is None else s1 - s0, "client_s": c1 - c0}
     return res
 
 
 def part_a(args: argparse.Namespace, work: Path) -> dict[str, bool]:
     console.rule("(a) history endpoints under load")
-    server = Server(work / "a-data", "echo")
-    try:
-        server.wait()
-        t0 = time.perf_counter()
-        users = seed(server.base, args.users, args.conversations, args.turns)
-        console.print(
-            f"seeded {args.users} users x {args.conversations} conversations x {args.turns} exchanges "
-            f"through the API in {time.perf_counter() - t0:.1f} s; {args.clients} clients for "
-            f"{args.duration:g} s on {server.base} (SQLite, EchoEngine); load generator: {args.client} "
-            f"({'raw asyncio HTTP/1.1, one keep-alive connection per client' if args.client == 'raw' else 'httpx.AsyncClient per client'}, "
-            f"{loop_name()} loop, in this process)"
-        )
-        runs = [("closed loop (saturation)", 0.0)]
-        if args.rate > 0:
-            runs.append(
-                (f"paced: {args.rate:g} req/s per client = {args.rate * args.clients:g} req/s offered", args.rate)
-            )
-        results = [(label, measured_load(server, users, args, rate)) for label, rate in runs]
-    finally:
-        server.stop()
+    results = []
+    users: list[dict] = []
+    for n_workers in args.workers:
+        # The same database for every worker count: seeded once, through the API of the first server.
+        server = Server(work / "a-data", "echo", n_workers)
+        try:
+            server.wait()
+            if not users:
+                t0 = time.perf_counter()
+                users = seed(server.base, args.users, args.conversations, args.turns)
+                console.print(
+                    f"seeded {args.users} users x {args.conversations} conversations x {args.turns} exchanges "
+                    f"through the API in {time.perf_counter() - t0:.1f} s; {args.clients} clients for "
+                    f"{args.duration:g} s per run (SQLite, EchoEngine); load generator: {args.client} "
+                    f"({'raw asyncio HTTP/1.1, one keep-alive connection per client' if args.client == 'raw' else 'httpx.AsyncClient per client'}, "
+                    f"{loop_name()} loop, in this process)"
+                )
+            procs = "1 server process" if n_workers == 1 else f"vmeta serve --workers {n_workers}"
+            runs = [(f"{procs}, closed loop (saturation)", 0.0)]
+            if args.rate > 0:
+                runs.append(
+                    (
+                        f"{procs}, paced: {args.rate:g} req/s per client = {args.rate * args.clients:g} req/s offered",
+                        args.rate,
+                    )
+                )
+            results += [(label, measured_load(server, users, args, rate)) for label, rate in runs]
+        finally:
+            server.stop()
     verdicts: dict[str, bool] = {}
     for label, res in results:
         table = Table(
@@ -446,7 +459,7 @@ def part_a(args: argparse.Namespace, work: Path) -> dict[str, bool]:
         cpu = res["_cpu"]
         server_cpu = "-" if cpu["server_s"] is None else f"{cpu['server_s'] / n_req * 1000:.2f} ms/request"
         console.print(
-            f"CPU on this {os.cpu_count()}-core machine (client and server share it): server process {server_cpu}, "
+            f"CPU on this {os.cpu_count()}-core machine (client and server share it): server processes {server_cpu}, "
             f"load generator {cpu['client_s'] / n_req * 1000:.2f} ms/request ({args.client} client, {loop_name()} "
             f"loop); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} after the run (other jobs count)"
         )
@@ -772,6 +785,12 @@ def main() -> None:
         choices=("raw", "httpx"),
         default="raw",
         help="(a) load generator: raw asyncio HTTP/1.1 keep-alive (cheap) or httpx (about as costly as the server)",
+    )
+    ap.add_argument(
+        "--workers",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 2],
+        help="(a) server worker processes to measure, comma-separated (vmeta serve --workers N)",
     )
     ap.add_argument("--users", type=int, default=5)
     ap.add_argument("--conversations", type=int, default=20, help="per user")

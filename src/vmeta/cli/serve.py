@@ -25,54 +25,6 @@ serve_app.add_typer(token_app, name="token")
 app.add_typer(serve_app, name="serve")
 
 
-def build_engine(
-    kind: str,
-    models: list[str],
-    adapters: list[str],
-    remote_url: str | None,
-    remote_key: str | None,
-    runs_dir: Path | None,
-    exports_dir: Path | None,
-    device: str | None,
-    settings,
-):
-    """The inference engine named by --engine (echo: no model; local: one base + adapters; remote: forward)."""
-    if kind == "echo":
-        from vmeta.serve.echo_engine import EchoEngine
-
-        return EchoEngine(model_ids=tuple(models) or ("echo", "echo:lora"))
-    if kind == "remote":
-        if not remote_url:
-            raise UserError("--engine remote needs --remote-url URL (an OpenAI-compatible server, e.g. vLLM's /v1).")
-        from vmeta.serve.remote_engine import ForwardingEngine
-
-        return ForwardingEngine(remote_url, api_key=remote_key, models=models or None)
-    if kind != "local":
-        raise UserError(f"--engine {kind!r}: choose local, echo or remote.")
-    if len(models) > 1:
-        raise UserError(
-            "--engine local serves one base model (--model NAME once); fine-tuned variants come from "
-            "--adapter NAME=PATH, runs/ and exports/."
-        )
-    try:
-        from vmeta.serve import model_catalog
-        from vmeta.serve.engine import LocalEngine
-    except ImportError as exc:
-        raise UserError(
-            f"the local engine needs the model extras ({exc.name} is missing): pip install -e '.[all]', "
-            "or run with --engine echo."
-        ) from None
-    named = dict(model_catalog.parse_adapter_option(a) for a in adapters)
-    return LocalEngine(
-        settings,
-        models[0] if models else None,
-        adapters=named,
-        runs_dir=runs_dir,
-        exports_dir=exports_dir,
-        device=device,
-    )
-
-
 @serve_app.callback()
 def serve(
     ctx: typer.Context,
@@ -110,6 +62,13 @@ def serve(
         Path | None, typer.Option("--exports-dir", help="Folder of merged exports that are listed.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Web worker processes (one port). More than 1 needs --engine remote or echo: the model lives in one process.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the chat assistant: the page at http://HOST:PORT/, the API at /api and /v1 (OpenAPI at /docs).
 
@@ -119,34 +78,42 @@ def serve(
     """
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
-
     from vmeta.config import get_settings
-    from vmeta.serve.app import create_app
+    from vmeta.serve import launch
     from vmeta.web.common import is_loopback
 
     settings = get_settings()
-    eng = build_engine(
-        engine, list(model or []), list(adapter or []), remote_url, remote_key, runs_dir, exports_dir, device, settings
+    spec = launch.EngineSpec(
+        kind=engine,
+        models=list(model or []),
+        adapters=list(adapter or []),
+        remote_url=remote_url,
+        remote_key=remote_key,
+        runs_dir=str(runs_dir) if runs_dir else None,
+        exports_dir=str(exports_dir) if exports_dir else None,
+        device=device,
     )
+    launch.check_spec(spec, workers)
+    eng = launch.build_engine(spec, settings)
     if not is_loopback(host) and not settings.allowed_hosts:
         settings = settings.model_copy(update={"allowed_hosts": ["*"]})
         err_console.print(
             f"[yellow]warning:[/] binding {host}: anyone who can reach it can open the page; "
             "put it behind HTTPS and set VMETA_COOKIE_SECURE=true."
         )
-    web = create_app(settings, eng)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(
         f"[bold]vmeta serve[/]: http://{shown}:{port}/ · API http://{shown}:{port}/v1 · docs http://{shown}:{port}/docs\n"
-        f"models: {', '.join(m.id for m in eng.models()) or '(loading)'} · data: {settings.data_dir}\n"
-        "Press Ctrl+C to stop.",
+        f"models: {', '.join(m.id for m in eng.models()) or '(loading)'} · data: {settings.data_dir}"
+        + (f" · {workers} worker processes" if workers > 1 else "")
+        + "\nPress Ctrl+C to stop.",
         highlight=False,
         soft_wrap=True,
     )
     for info, reason in getattr(eng, "unavailable", list)():
         err_console.print(f"[yellow]not served:[/] {info.id} — {reason}", highlight=False, soft_wrap=True)
-    uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+    # With workers, each process builds its own engine; this one only listed the models (echo/remote: cheap).
+    launch.run(settings, spec, host, port, workers, engine=eng if workers == 1 else None)
 
 
 def _db():
