@@ -143,13 +143,24 @@ def test_api_usage_recorded_not_as_conversation(api, live):
 
 def test_anonymous_api_when_allowed(app, live):
     app.state.vmeta.settings.api_allow_anonymous = True
-    out = openai.OpenAI(base_url=f"{live}/v1", api_key="unused-but-required", max_retries=0)
-    # a non-vmeta key is still checked; no Authorization header at all is anonymous
+    # no Authorization header at all is anonymous
     r = httpx.post(
         f"{live}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
     )
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].endswith("hi")
+    # so is a key that is not a vmeta token: the official client must send one ("EMPTY", as for vLLM)
+    out = openai.OpenAI(base_url=f"{live}/v1", api_key="EMPTY", max_retries=0)
+    answer = out.chat.completions.create(model="echo", messages=[{"role": "user", "content": "匿名"}])
+    assert answer.choices[0].message.content.endswith("匿名")
     out.close()
+    # a vmeta token is still checked: an unknown or revoked one is refused, not silently anonymous
+    bad = openai.OpenAI(base_url=f"{live}/v1", api_key="vmt_revoked0000000000", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="invalid or revoked"):
+        bad.models.list()
+    bad.close()
+    app.state.vmeta.settings.api_allow_anonymous = False
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{live}/v1", api_key="EMPTY", max_retries=0).models.list()
 
 
 def _sse(lines):

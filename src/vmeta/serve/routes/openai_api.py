@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from vmeta.serve.deps import Principal, ServeState, State, bearer_token, resolve_principal
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Token
 from vmeta.serve.routes.conversations import SSEResponse
+from vmeta.serve.security import API_TOKEN_PREFIX
 from vmeta.serve.tables import Upload, Usage
 from vmeta.serve.uploads import check_video, decode_data_url, reencode_image
 
@@ -82,7 +83,10 @@ class ChatCompletionIn(BaseModel):
 
 
 def api_principal(request: Request, state: State) -> Principal | None:
-    if bearer_token(request) is None:
+    token = bearer_token(request)
+    # With anonymous access on, a key that is not a vmeta token (OpenAI clients must send one: "EMPTY", "sk-…",
+    # what vLLM's users send) means anonymous, as on vLLM; a vmeta token is still checked (revoked = refused).
+    if token is None or (state.settings.api_allow_anonymous and not token.startswith(API_TOKEN_PREFIX)):
         if state.settings.api_allow_anonymous:
             return None
         raise OpenAIError(
