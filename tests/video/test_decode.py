@@ -92,9 +92,29 @@ def test_seeks_and_skips_instead_of_decoding_everything(tmp_path, clip_tools):
     assert v.stats.packets_fed < 0.5 * v.stats.packets_indexed
     assert v.stats.frames_converted == 4
     # Skipping non-reference frames inside the decoder changes nothing in the pixels.
-    plain = load_video(clip, FrameSettings(nframes=4), skip_nonref=False, seek_gap=10**9, threads=1)
+    plain = load_video(clip, FrameSettings(nframes=4), skip_nonref=False, seek_gap=10**9, threads=1, decoders=1)
+    assert plain.stats.decoders == 1
     assert np.array_equal(v.frames, plain.frames)
     assert v.stats.frames_out <= plain.stats.frames_out
+    # Several decoders on different GOPs at once: the same frames, in the same slots, with the same timestamps.
+    for n in (2, 3, 8):
+        par = load_video(clip, FrameSettings(nframes=4), decoders=n)
+        assert par.stats.decoders == min(n, 4)  # never more decoders than GOPs to decode
+        assert np.array_equal(par.frames, plain.frames) and par.timestamps == plain.timestamps
+        assert par.stats.frames_converted == 4
+
+
+def test_split_work_gives_contiguous_balanced_runs():
+    from vmeta.video.decode import split_work
+
+    assert split_work([10] * 8, 4) == [range(0, 2), range(2, 4), range(4, 6), range(6, 8)]
+    assert split_work([10] * 3, 4) == [range(0, 1), range(1, 2), range(2, 3)]
+    assert split_work([100, 1, 1, 1], 2) == [range(0, 1), range(1, 4)]
+    assert split_work([5], 4) == [range(0, 1)]
+    runs = split_work(list(range(1, 61)), 4)
+    assert [i for r in runs for i in r] == list(range(60)) and len(runs) == 4
+    costs = [sum(range(r.start + 1, r.stop + 1)) for r in runs]
+    assert max(costs) < 1.3 * sum(costs) / 4
 
 
 def test_memory_does_not_grow_with_video_length(tmp_path, clip_tools):
@@ -163,8 +183,9 @@ def test_retries_without_frame_skipping_when_a_frame_is_missing(video_clips, mon
     calls = []
 
     def flaky(*args, **kwargs):
-        calls.append(args[-1])
-        if args[-1]:  # skip_nonref=True: pretend the decoder discarded a wanted frame
+        opts = args[-1]
+        calls.append(opts.skip_nonref)
+        if opts.skip_nonref:  # pretend the decoder discarded a wanted frame
             raise decode_mod._MissingFrames([3])
         assert kwargs == {"lead_in": 1}
         return real(*args, **kwargs)

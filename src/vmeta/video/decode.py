@@ -18,10 +18,14 @@ How it decodes:
    wanted frame is in the decoder and drain it: the rest of the GOP, and every GOP with no wanted frame, is
    never decoded. Inside a GOP, packets of frames nobody references and we do not want are discarded by the
    decoder (`skip_frame=NONREF`, set per packet), so they cost only parsing.
-4. **Convert only wanted frames**, one at a time: YUV -> RGB at full size, then swscale's bicubic on RGB
-   (antialiased when shrinking; within rounding of torchvision's `resize(..., BICUBIC, antialias=True)`),
-   rotated upright, written into the preallocated output; the full-size frame is dropped at once. Peak memory
-   is the output plus a few decoder frames, whatever the video length.
+   **In parallel:** the GOPs are split into contiguous runs of about equal cost, one per decoder (its own
+   thread and file handle; `AUTO_DECODERS`); FFmpeg's decoding and swscale release the GIL, so the decoders
+   use every core — what FFmpeg's own frame threads do poorly here, as each GOP ends with a drain.
+4. **Convert only wanted frames**, one at a time, in the decoder's thread (a lone decoder hands them to a
+   second thread and goes on decoding), with swscale contexts kept from frame to frame: YUV -> RGB at full
+   size, then swscale's bicubic on RGB (antialiased when shrinking; within rounding of torchvision's
+   `resize(..., BICUBIC, antialias=True)`), rotated upright, written into the preallocated output; the full-size frame is dropped at once. Peak memory
+   is the output plus a few frames per decoder, whatever the video length.
 
 "The same frames as qwen-vl-utils": same indices and output size, and pixels within a tolerance — YUV->RGB
 and resize implementations differ by rounding only (tests assert max abs diff <= 16 and mean abs
@@ -32,6 +36,9 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,12 @@ import numpy as np
 from vmeta.errors import UserError
 from vmeta.video.sampling import FramePlan, FrameSettings, SamplingError, plan_frames
 
+# Decoders working at once when not told (bench/video_sampling.py, 2 cores, 60 s portrait clips): 4 single-threaded
+# decoders beat 2 (they fill each other's stalls: draining a GOP, the Python between packets) by 5-20%, and beat
+# 2 decoders with 2 FFmpeg threads each; one decoder with FFmpeg's threads is 1.6-1.8x slower.
+AUTO_DECODERS = 4
+SMALL_PICTURE = 320 * 240
+CONVERT_AHEAD = 3  # decoded frames that may wait for a converter thread
 REEXPORT_HINT = "re-export it as H.264 MP4 (e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4)"
 
 
@@ -76,6 +89,7 @@ class DecodeStats:
     frames_converted: int = 0  # frames turned into RGB (== number of distinct wanted frames)
     seeks: int = 0
     gops_decoded: int = 0
+    decoders: int = 1  # decoders that worked on different GOPs at once
 
 
 @dataclass
@@ -197,7 +211,18 @@ def plan_for_file(path: str | Path, settings: FrameSettings | None = None) -> tu
     return plan, idx
 
 
-def _convert_into(dst: np.ndarray, frame, rotation: int) -> None:
+class _Converter:
+    """Per decoder thread: swscale contexts kept from frame to frame. (`frame.reformat` makes a new context per
+    frame, and setting up a bicubic context costs more than converting a small frame: 2-4x slower overall.)"""
+
+    def __init__(self) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self.to_rgb = VideoReformatter()
+        self.resize = VideoReformatter()
+
+
+def _convert_into(dst: np.ndarray, frame, rotation: int, conv: _Converter) -> None:
     """One decoded frame -> `dst` (3, H, W) uint8 RGB, upright, resized like torchvision's antialiased bicubic.
 
     YUV -> RGB at full size first, then swscale's bicubic on RGB (its filter widens with the downscale
@@ -209,8 +234,8 @@ def _convert_into(dst: np.ndarray, frame, rotation: int) -> None:
     _, height, width = dst.shape
     if rotation in (90, 270):
         width, height = height, width  # resize in stored orientation, then rotate
-    rgb = frame.reformat(format="rgb24")
-    gbr = rgb.reformat(width, height, format="gbrp", interpolation="BICUBIC")
+    rgb = conv.to_rgb.reformat(frame, format="rgb24")
+    gbr = conv.resize.reformat(rgb, width, height, format="gbrp", interpolation="BICUBIC")
     del rgb
     k = -(rotation // 90)  # np.rot90 turns counter-clockwise
     for channel, plane_index in enumerate((2, 0, 1)):  # gbrp planes are G, B, R
@@ -223,6 +248,7 @@ def load_video(
     path: str | Path,
     settings: FrameSettings | None = None,
     *,
+    decoders: int = 0,
     threads: int = 0,
     seek_gap: int = 64,
     skip_nonref: bool = True,
@@ -230,8 +256,11 @@ def load_video(
 ) -> SampledVideo:
     """Decode the frames qwen-vl-utils would give for `settings`, upright, resized, uint8 (T, C, H, W).
 
-    `threads`: decoder threads (0 = FFmpeg picks). `seek_gap`: when the next GOP to decode starts fewer than
-    this many packets ahead, reach it by demuxing (reading packets without decoding them) instead of seeking. `cache`: a `vmeta.video.cache.FrameCache` to read/write.
+    `decoders`: decoders working on different GOPs at once, each in its own thread with its own file handle
+    (0 = AUTO_DECODERS; never more than the GOPs to decode). `threads`: FFmpeg threads per decoder
+    (0 = FFmpeg picks when one decoder does everything, 1 when several share the cores). `seek_gap`: when the
+    next GOP to decode starts fewer than this many packets ahead, reach it by demuxing (reading packets
+    without decoding them) instead of seeking. `cache`: a `vmeta.video.cache.FrameCache` to read/write.
     """
     settings = settings or FrameSettings()
     path = Path(path)
@@ -239,16 +268,25 @@ def load_video(
         hit = cache.get(path, settings)
         if hit is not None:
             return hit
-    result = _load_video(path, settings, threads=threads, seek_gap=seek_gap, skip_nonref=skip_nonref)
+    opts = _Options(decoders=decoders, threads=threads, seek_gap=seek_gap, skip_nonref=skip_nonref)
+    result = _load_video(path, settings, opts)
     if cache is not None:
         cache.put(path, settings, result)
     return result
 
 
-def _load_video(path: Path, settings: FrameSettings, *, threads: int, seek_gap: int, skip_nonref: bool) -> SampledVideo:
+@dataclass(frozen=True)
+class _Options:
+    decoders: int
+    threads: int
+    seek_gap: int
+    skip_nonref: bool
+
+
+def _load_video(path: Path, settings: FrameSettings, opts: _Options) -> SampledVideo:
     import av
 
-    container = _open(path)
+    container = _open(path)  # the index pass, then the first decoder
     try:
         stream = container.streams.video[0]
         try:
@@ -266,17 +304,17 @@ def _load_video(path: Path, settings: FrameSettings, *, threads: int, seek_gap: 
         for slot, k in enumerate(plan.indices):
             want_pts.setdefault(idx.display_pts[min(k, n_packets - 1)], []).append(slot)
         try:
-            return _decode_planned(container, stream, path, idx, plan, want_pts, threads, seek_gap, skip_nonref)
+            return _decode_planned(path, container, idx, plan, want_pts, opts)
         except _MissingFrames:
-            if not skip_nonref:
+            if not opts.skip_nonref:
                 raise
         # A wanted frame did not come out: a codec with unusual skip_frame semantics, or an open GOP whose
-        # leading frames need the previous GOP. Once more from a fresh decoder, decoding every packet and
+        # leading frames need the previous GOP. Once more from fresh decoders, decoding every packet and
         # starting one keyframe earlier.
         container.close()
         container = _open(path)
-        stream = container.streams.video[0]
-        return _decode_planned(container, stream, path, idx, plan, want_pts, threads, seek_gap, False, lead_in=1)
+        retry = dataclasses.replace(opts, skip_nonref=False)
+        return _decode_planned(path, container, idx, plan, want_pts, retry, lead_in=1)
     except _MissingFrames as exc:
         raise DecodeError(
             f"{path}: frames {exc.missing[:8]}{'...' if len(exc.missing) > 8 else ''} could not be decoded "
@@ -288,117 +326,209 @@ def _load_video(path: Path, settings: FrameSettings, *, threads: int, seek_gap: 
         container.close()
 
 
-def _decode_planned(
-    container, stream, path, idx, plan, want_pts, threads, seek_gap, skip_nonref, lead_in: int = 0
-) -> SampledVideo:
-    cc = stream.codec_context
-    cc.thread_type = "AUTO"
-    cc.thread_count = threads
-    stats = DecodeStats(packets_indexed=len(idx.packet_pts))
-    time_base = stream.time_base
-    start_pts = stream.start_time or 0
+def split_work(costs: list[int], parts: int) -> list[range]:
+    """Contiguous runs of items (GOPs in decode order) with about equal total cost, at most `parts` of them:
+    a decoder then walks its run forward, demuxing across short gaps instead of seeking."""
+    parts = max(1, min(parts, len(costs)))
+    total = sum(costs)
+    runs: list[range] = []
+    start, acc = 0, 0
+    for i, cost in enumerate(costs):
+        acc += cost
+        left_items, left_parts = len(costs) - i - 1, parts - len(runs) - 1
+        if left_parts and (acc >= total * (len(runs) + 1) / parts or left_items == left_parts):
+            runs.append(range(start, i + 1))
+            start = i + 1
+    runs.append(range(start, len(costs)))
+    return [r for r in runs if len(r)]
 
-    # Group wanted pts by the GOP (keyframe position) holding their packet, in decode order.
+
+class _Sink:
+    """The output every decoder writes its converted frames into (disjoint slots; allocated by the first)."""
+
+    def __init__(self, plan: FramePlan, want_pts: dict[int, list[int]], time_base, start_pts: int) -> None:
+        self.plan, self.want_pts = plan, want_pts
+        self.time_base, self.start_pts = time_base, start_pts
+        self.out: np.ndarray | None = None
+        self.rotation = 0
+        self.timestamps = [0.0] * plan.nframes
+        self._lock = threading.Lock()
+
+    def put(self, frame, stream, conv: _Converter) -> None:
+        if self.out is None:
+            with self._lock:
+                if self.out is None:
+                    self.rotation = _clockwise(getattr(frame, "rotation", 0)) or _tag_rotation(stream)
+                    plan = self.plan
+                    h, w = (plan.width, plan.height) if self.rotation in (90, 270) else (plan.height, plan.width)
+                    self.out = np.empty((plan.nframes, 3, h, w), dtype=np.uint8)
+        slots = self.want_pts[frame.pts]
+        _convert_into(self.out[slots[0]], frame, self.rotation, conv)
+        for slot in slots:
+            if slot != slots[0]:
+                self.out[slot] = self.out[slots[0]]
+            self.timestamps[slot] = float((frame.pts - self.start_pts) * self.time_base) if self.time_base else 0.0
+
+
+def _decode_planned(
+    path: Path, container, idx: StreamIndex, plan: FramePlan, want_pts, opts: _Options, lead_in: int = 0
+) -> SampledVideo:
+    """Decode the GOPs holding wanted frames, split over `opts.decoders` decoders (threads: decoding and
+    swscale release the GIL, so they use separate cores)."""
+    stream = container.streams.video[0]
+    # Wanted pts grouped by the GOP (keyframe position) holding their packet, in decode order; a GOP's cost is
+    # the packets to feed up to its last wanted one.
     gops: dict[int, set[int]] = {}
+    last_pos: dict[int, int] = {}
     for pts in want_pts:
         pos = idx.pts_to_pos[pts]
         key = idx.keyframe_pos[max(0, bisect.bisect_right(idx.keyframe_pos, pos) - 1 - lead_in)]
         gops.setdefault(key, set()).add(pts)
+        last_pos[key] = max(last_pos.get(key, key), pos)
     order = sorted(gops)
+    decoders = opts.decoders or AUTO_DECODERS
+    runs = [[order[i] for i in r] for r in split_work([last_pos[k] - k + 1 for k in order], decoders)]
+    # FFmpeg's frame threads only for a decoder that has the cores alone, and not on tiny pictures, where
+    # handing frames between threads costs more than decoding them (176x144 samples: 18 ms vs 14 ms).
+    threads = opts.threads or (0 if len(runs) == 1 and idx.width * idx.height > SMALL_PICTURE else 1)
+    sink = _Sink(plan, want_pts, stream.time_base, stream.start_time or 0)
 
-    out: np.ndarray | None = None
-    rotation = 0
-    timestamps = [0.0] * plan.nframes
-    pending = set(want_pts)
+    def other_run(keys: list[int]) -> tuple[DecodeStats, set[int]]:
+        own = _open(path)
+        try:
+            return _decode_gops(own, own.streams.video[0], idx, keys, gops, sink, opts, threads)
+        finally:
+            own.close()
 
-    def convert(frame) -> None:
-        nonlocal out, rotation
-        if out is None:
-            rotation = _clockwise(getattr(frame, "rotation", 0)) or _tag_rotation(stream)
-            h, w = (plan.width, plan.height) if rotation in (90, 270) else (plan.height, plan.width)
-            out = np.empty((plan.nframes, 3, h, w), dtype=np.uint8)
-        slots = want_pts[frame.pts]
-        _convert_into(out[slots[0]], frame, rotation)
-        for slot in slots:
-            if slot != slots[0]:
-                out[slot] = out[slots[0]]
-            timestamps[slot] = float((frame.pts - start_pts) * time_base) if time_base else 0.0
-        stats.frames_converted += 1
+    results: list[tuple[DecodeStats, set[int]]] = []
+    if len(runs) == 1:
+        results.append(_decode_gops(container, stream, idx, runs[0], gops, sink, opts, threads, offload=True))
+    else:
+        with ThreadPoolExecutor(len(runs) - 1, thread_name_prefix="vmeta-decode") as pool:
+            futures = [pool.submit(other_run, keys) for keys in runs[1:]]
+            results.append(_decode_gops(container, stream, idx, runs[0], gops, sink, opts, threads))
+            results += [f.result() for f in futures]
+    stats = DecodeStats(packets_indexed=len(idx.packet_pts), decoders=len(runs))
+    pending: set[int] = set()
+    for part, left in results:
+        for name in ("packets_fed", "frames_out", "frames_converted", "seeks", "gops_decoded"):
+            setattr(stats, name, getattr(stats, name) + getattr(part, name))
+        pending |= left
+    if pending:
+        raise _MissingFrames(sorted(plan.indices[want_pts[p][0]] for p in pending))
+    out = sink.out
+    assert out is not None
+    if sink.rotation in (90, 270):  # the plan was sized from the stored picture; report the displayed size
+        plan = dataclasses.replace(plan, height=out.shape[2], width=out.shape[3])
+    return SampledVideo(
+        frames=out,
+        indices=list(plan.indices),
+        timestamps=sink.timestamps,
+        video_fps=plan.video_fps,
+        sample_fps=plan.sample_fps,
+        total_frames=plan.total_frames,
+        size=(out.shape[2], out.shape[3]),
+        rotation=sink.rotation,
+        source_size=(idx.height, idx.width),
+        plan=plan,
+        stats=stats,
+    )
+
+
+def _decode_gops(
+    container,
+    stream,
+    idx: StreamIndex,
+    keys: list[int],
+    gops: dict[int, set[int]],
+    sink: _Sink,
+    opts,
+    threads: int,
+    offload: bool = False,
+) -> tuple[DecodeStats, set[int]]:
+    """One decoder: seek to each GOP in `keys` (or demux across a short gap), feed packets until the GOP's
+    wanted frames are out, convert them into `sink`. Returns its counters and the wanted pts it never saw.
+    `offload`: convert in a second thread while this one decodes (for a decoder that has the cores alone)."""
+    cc = stream.codec_context
+    cc.thread_type = "AUTO"
+    cc.thread_count = threads
+    stats = DecodeStats()
+    pending = set().union(*(gops[k] for k in keys))
+    conv = _Converter()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vmeta-convert") if offload else None
+    converting: deque[Any] = deque()
 
     def take(frames) -> None:
         for frame in frames:
             stats.frames_out += 1
             if frame.pts in pending:
                 pending.discard(frame.pts)
-                convert(frame)
-
-    it = None  # the demuxer iterator, or None before the first seek / after the end of the file
-    next_pos = 0  # decode-order position of the next packet `it` yields
+                stats.frames_converted += 1
+                if pool is None:
+                    sink.put(frame, stream, conv)
+                    continue
+                while len(converting) >= CONVERT_AHEAD:  # a few full-size frames wait at most: memory stays flat
+                    converting.popleft().result()
+                converting.append(pool.submit(sink.put, frame, stream, conv))
 
     def drain() -> None:
         cc.skip_frame = "DEFAULT"
         take(cc.decode(None))
         cc.flush_buffers()
 
-    for key in order:
-        wanted = gops[key] & pending
-        if not wanted:
-            continue  # came out while decoding an earlier GOP
-        stats.gops_decoded += 1
-        if it is None or next_pos > key or key - next_pos >= seek_gap:
-            container.seek(idx.packet_pts[key], stream=stream, backward=True, any_frame=False)
-            cc.flush_buffers()
-            stats.seeks += 1
-            it = container.demux(stream)
-            next_pos = key
-        unfed = set(wanted)
-        skipped = False
-        for packet in it:
-            if packet.size == 0:
-                continue
-            pts = packet.pts if packet.pts is not None else packet.dts
-            pos = idx.pts_to_pos.get(pts)
-            if pos is not None:
-                next_pos = pos + 1
-                if pos < key:  # between GOPs: demux only, nothing decoded
-                    skipped = True
-                    continue
-            if skipped:
+    def walk() -> None:
+        it = None  # the demuxer iterator, or None before the first seek / after the end of the file
+        next_pos = 0  # decode-order position of the next packet `it` yields
+        for key in keys:
+            wanted = gops[key] & pending
+            if not wanted:
+                continue  # came out while decoding an earlier GOP
+            stats.gops_decoded += 1
+            if it is None or next_pos > key or key - next_pos >= opts.seek_gap:
+                container.seek(idx.packet_pts[key], stream=stream, backward=True, any_frame=False)
                 cc.flush_buffers()
-                skipped = False
-            if skip_nonref:
-                cc.skip_frame = "DEFAULT" if pts in pending else "NONREF"
-            stats.packets_fed += 1
-            take(cc.decode(packet))
-            unfed.discard(pts)
-            if not (wanted & pending):
-                break
-            if not unfed:  # every wanted packet of this GOP is in the decoder: drain it rather than feed more
+                stats.seeks += 1
+                it = container.demux(stream)
+                next_pos = key
+            unfed = set(wanted)
+            skipped = False
+            for packet in it:
+                if packet.size == 0:
+                    continue
+                pts = packet.pts if packet.pts is not None else packet.dts
+                pos = idx.pts_to_pos.get(pts)
+                if pos is not None:
+                    next_pos = pos + 1
+                    if pos < key:  # between GOPs: demux only, nothing decoded
+                        skipped = True
+                        continue
+                if skipped:
+                    cc.flush_buffers()
+                    skipped = False
+                if opts.skip_nonref:
+                    cc.skip_frame = "DEFAULT" if pts in pending else "NONREF"
+                stats.packets_fed += 1
+                take(cc.decode(packet))
+                unfed.discard(pts)
+                if not (wanted & pending):
+                    break
+                if not unfed:  # every wanted packet of this GOP is in the decoder: drain it rather than feed more
+                    drain()
+                    break
+            else:  # end of file
                 drain()
+                it = None
+            if not pending:
                 break
-        else:  # end of file
-            drain()
-            it = None
-        if not pending:
-            break
-    if pending:
-        raise _MissingFrames(sorted(plan.indices[want_pts[p][0]] for p in pending))
-    assert out is not None
-    if rotation in (90, 270):  # the plan was sized from the stored picture; report the displayed size
-        plan = dataclasses.replace(plan, height=out.shape[2], width=out.shape[3])
-    return SampledVideo(
-        frames=out,
-        indices=list(plan.indices),
-        timestamps=timestamps,
-        video_fps=plan.video_fps,
-        sample_fps=plan.sample_fps,
-        total_frames=plan.total_frames,
-        size=(out.shape[2], out.shape[3]),
-        rotation=rotation,
-        source_size=(idx.height, idx.width),
-        plan=plan,
-        stats=stats,
-    )
+
+    if pool is None:
+        walk()
+    else:
+        with pool:  # waits for the conversions, also when decoding failed
+            walk()
+            while converting:
+                converting.popleft().result()
+    return stats, pending
 
 
 def _tag_rotation(stream) -> int:
