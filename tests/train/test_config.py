@@ -114,3 +114,27 @@ def test_thesis_best_settings_are_the_defaults_of_the_files():
     assert (fr.freeze.trainable_layers, fr.training.lr) == (6, 5e-5)
     ga = load_config(CONFIGS / "galore.yaml", {})
     assert (ga.galore.rank, ga.galore.update_proj_gap, ga.training.lr) == (8, 50, 3e-5)
+
+
+def test_evaluation_during_training_is_refused_where_weights_are_sharded(monkeypatch):
+    """Eval-during-training generates on the main process alone: under ZeRO-3 / FSDP it would hang."""
+    for key in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_CONFIG_FILE", "ACCELERATE_USE_FSDP",
+                "ACCELERATE_DEEPSPEED_ZERO_STAGE"):  # fmt: skip
+        monkeypatch.delenv(key, raising=False)
+    deepspeed = CONFIGS.parents[1] / "configs" / "deepspeed"
+    ev = {"training.eval_steps": 10}
+    load_config(None, {**ev, "training.deepspeed": str(deepspeed / "zero2.json")})  # whole weights per process
+    load_config(None, {"training.deepspeed": str(deepspeed / "zero3.json")})  # no evaluation: fine
+    cases = [
+        ({"training.deepspeed": str(deepspeed / "zero3.json")}, {}, "DeepSpeed ZeRO-3 ("),
+        ({"training.fsdp": "full_shard auto_wrap"}, {}, "FSDP (training.fsdp="),
+        ({}, {"ACCELERATE_USE_FSDP": "true"}, "FSDP (the accelerate launch config)"),
+        ({}, {"ACCELERATE_DEEPSPEED_CONFIG_FILE": str(deepspeed / "zero3.json")}, "DeepSpeed ZeRO-3"),
+    ]
+    for overrides, env, needle in cases:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            with pytest.raises(UserError) as exc:
+                load_config(None, {**ev, **overrides})
+        assert needle in str(exc.value) and "vmeta predict --run" in str(exc.value), str(exc.value)

@@ -9,6 +9,7 @@ model, ...) are refused here with one sentence naming the fields, so a run never
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,26 @@ def _launcher_uses(backend: str) -> bool:
     if os.environ.get(f"ACCELERATE_USE_{backend}", "").strip().lower() in ("1", "true", "yes"):
         return True
     return backend == "DEEPSPEED" and bool(os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"))
+
+
+def _sharded_weights(deepspeed: str | None, fsdp: str | None) -> str | None:
+    """What shards the model's weights across processes (ZeRO-3, FSDP), named for an error message; None when
+    every process holds whole weights (DDP, ZeRO-1/2)."""
+    if fsdp:
+        return f"FSDP (training.fsdp={fsdp!r})"
+    if _launcher_uses("FSDP"):
+        return "FSDP (the accelerate launch config)"
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "").strip() == "3":
+        return "DeepSpeed ZeRO-3 (the accelerate launch config)"
+    path = deepspeed or os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if path:
+        try:
+            stage = json.loads(Path(path).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage")
+        except (OSError, ValueError, AttributeError):
+            return None  # a missing or broken file gets its own error when DeepSpeed reads it
+        if stage == 3:
+            return f"DeepSpeed ZeRO-3 ({path})"
+    return None
 
 
 class _Group(BaseModel):
@@ -214,6 +235,12 @@ class TrainConfig(_Group):
                 )
         if t.evaluates and not self.data.val_split:
             raise ValueError("evaluation is on (training.eval_steps / eval_each_epoch) but data.val_split is empty")
+        if t.evaluates and (sharded := _sharded_weights(t.deepspeed, t.fsdp)):
+            raise ValueError(
+                f"evaluation during training (training.eval_steps / eval_each_epoch) generates on the main process "
+                f"alone, which cannot run while {sharded} shards the weights across processes: turn it off and "
+                "evaluate the saved run afterwards (vmeta predict --run RUN, then vmeta eval), or train with DDP / ZeRO-2"
+            )
         return self
 
     # ------------------------------------------------------------------ derived settings
