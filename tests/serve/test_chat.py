@@ -163,3 +163,15 @@ def test_models_listed(client, make_user):
     models = a.get("/api/models").json()
     assert [m["id"] for m in models] == ["echo", "echo:lora"] and models[0]["default"] is True
     assert models[1]["adapter"] == "lora"
+    assert all(m["available"] and m["reason"] is None for m in models)
+
+
+def test_variants_that_cannot_be_served_are_listed_with_the_reason(app, make_user):
+    from vmeta.serve.engine_api import ModelInfo
+
+    reason = "trained on Qwen/Qwen2.5-VL-3B-Instruct, but this server's base model is echo"
+    app.state.vmeta.engine.unavailable = lambda: [(ModelInfo("echo:r3b", "echo", "r3b", "adapter"), reason)]
+    a = make_user()
+    models = a.get("/api/models").json()
+    assert [(m["id"], m["available"]) for m in models] == [("echo", True), ("echo:lora", True), ("echo:r3b", False)]
+    assert models[2]["reason"] == reason and not models[2]["default"]

@@ -26,6 +26,7 @@ from serve_helpers import PASSWORD, fast_settings
 
 from vmeta.serve.app import create_app
 from vmeta.serve.echo_engine import EchoEngine
+from vmeta.serve.engine_api import ModelInfo
 from vmeta.testing import media
 from vmeta.testing.browser import launch_chromium, require_browser, serve_in_thread
 
@@ -341,7 +342,10 @@ def test_guest_chat_then_register_keeps_the_conversation(new_page, serve, tmp_pa
 def test_refused_upload_shows_the_server_message_and_english_toggle(new_page, serve, tmp_path):
     from playwright.sync_api import expect
 
-    url = serve()
+    engine = EchoEngine(delay_s=0.03)
+    reason = "trained on Qwen/Qwen2.5-VL-3B-Instruct, but this server's base model is echo"
+    engine.unavailable = lambda: [(ModelInfo("echo:r3b", "echo", "r3b", "adapter"), reason)]  # type: ignore[attr-defined]
+    url = serve(engine)
     page = new_page()
     _open(page, url)
     expect(page.locator("#guest-start")).to_have_text("以游客身份使用")
@@ -373,6 +377,12 @@ def test_refused_upload_shows_the_server_message_and_english_toggle(new_page, se
     expect(page.locator("#send-btn")).to_have_text("发送")
     expect(page.locator("#guest-text")).to_contain_text("游客模式")
     expect(page.locator("#model-select option").first).to_have_text("echo · 基座模型")
+    # a variant the server found but cannot serve is shown greyed out, with the reason on hover
+    blocked = page.locator("#model-select option[value='echo:r3b']")
+    expect(blocked).to_have_text("echo:r3b · 不可用")
+    expect(blocked).to_be_disabled()
+    expect(blocked).to_have_attribute("title", reason)
+    expect(page.locator("#model-select")).to_have_value("echo")
     assert not page.errors, page.errors
 
 

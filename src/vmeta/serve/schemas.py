@@ -166,6 +166,8 @@ class ModelOut(BaseModel):
     kind: str
     description: str = ""
     default: bool = False
+    available: bool = True
+    reason: str | None = None  # why it cannot be used, when available is false
 
 
 # -------------------------------------------------------------------------------------------- admin

@@ -12,13 +12,28 @@ router = APIRouter(tags=["models"])
 
 @router.get("/api/models", response_model=list[schemas.ModelOut])
 def list_models(engine: InferenceEngine, state: State) -> list[schemas.ModelOut]:
+    """The servable variants, then those found but not servable (`available: false` with the reason, e.g. an
+    adapter trained on another base), so the page can show why a run is missing rather than hide it."""
     infos = engine.models()
     default = state.settings.default_chat_model
     if default not in {m.id for m in infos}:
         default = infos[0].id if infos else None
-    return [
+    out = [
         schemas.ModelOut(
             id=m.id, base=m.base, adapter=m.adapter, kind=m.kind, description=m.description, default=m.id == default
         )
         for m in infos
     ]
+    for m, reason in getattr(engine, "unavailable", list)():  # engines that know what they cannot serve
+        out.append(
+            schemas.ModelOut(
+                id=m.id,
+                base=m.base,
+                adapter=m.adapter,
+                kind=m.kind,
+                description=m.description,
+                available=False,
+                reason=reason,
+            )
+        )
+    return out

@@ -17,6 +17,7 @@ const EMPTY = document.getElementById("empty-state"); // kept: it is taken out o
 const state = {
   me: null,
   models: [],
+  unavailable: [],
   model: null,
   convId: null,
   convTitle: "",
@@ -213,13 +214,15 @@ async function changeAvatar(file) {
 
 // ============================================================================================= models
 async function loadModels() {
+  let all = [];
   try {
-    state.models = await api("/api/models");
+    all = await api("/api/models");
   } catch (err) {
     if (handleAuthLoss(err)) return;
-    state.models = [];
     toast(errorText(err), true);
   }
+  state.models = all.filter((m) => m.available !== false);
+  state.unavailable = all.filter((m) => m.available === false); // shown greyed out, with the reason
   let saved = null;
   try { saved = localStorage.getItem(MODEL_KEY); } catch { /* private */ }
   const ids = state.models.map((m) => m.id);
@@ -234,6 +237,13 @@ function renderModels() {
     const opt = el("option", null, `${m.id} · ${t(`chat.kind.${m.kind}`)}`);
     opt.value = m.id;
     if (m.description) opt.title = m.description;
+    select.append(opt);
+  }
+  for (const m of state.unavailable) {
+    const opt = el("option", null, `${m.id} · ${t("chat.unavailable")}`);
+    opt.value = m.id;
+    opt.disabled = true;
+    opt.title = m.reason || "";
     select.append(opt);
   }
   if (!state.models.length) select.append(el("option", null, t("chat.no_models")));
