@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -98,16 +97,12 @@ def serve_child(args: argparse.Namespace) -> None:
     launch.run(settings, spec, HOST, args.port, args.workers[0], engine=engine)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, data_dir: Path, engine: str, workers: int = 1) -> None:
         self.workers = workers
-        self.port = free_port()
+        from vmeta.testing.browser import free_port
+
+        self.port = free_port(HOST)
         self.base = f"http://{HOST}:{self.port}"
         cmd = [
             sys.executable,

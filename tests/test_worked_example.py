@@ -3,27 +3,22 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from vmeta.testing.browser import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_worked_example_end_to_end(tmp_path):
     if not shutil.which("vmeta"):
         pytest.fail("the `vmeta` command is not on PATH: run `bash scripts/setup.sh` and `source .venv/bin/activate`")
-    env = {**os.environ, "VMETA_EXAMPLE_PORT": str(_free_port()), "VMETA_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "VMETA_EXAMPLE_PORT": str(free_port()), "VMETA_DATA_DIR": str(tmp_path / "data")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     work = tmp_path / "example"
     proc = subprocess.run(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from vmeta.config import Settings
 from vmeta.errors import UserError
 from vmeta.serve import launch
+from vmeta.testing.browser import free_port
 
 
 def test_workers_with_the_local_engine_are_refused_with_the_way_out():
@@ -51,12 +51,6 @@ def test_workers_get_the_parents_settings_secrets_included(tmp_path, monkeypatch
     app.state.db_engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawned_workers(parent: int) -> int:
     """Live children of `parent` started by multiprocessing's spawn (uvicorn's worker processes)."""
     n = 0
@@ -71,7 +65,7 @@ def _spawned_workers(parent: int) -> int:
 
 
 def _start(args: list[str], data_dir: Path, **env_extra: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "VMETA_DATA_DIR": str(data_dir),

@@ -1,4 +1,4 @@
-"""Debian's Chromium driven by Playwright, and a uvicorn server in a thread: what browser tests share.
+"""Debian's Chromium driven by Playwright, a uvicorn server in a thread, a free port: what server tests share.
 
 A missing Chromium skips a browser test on a developer machine and fails it in CI (env CI set), so CI can
 never go green by not running them.
@@ -42,6 +42,13 @@ def require_browser() -> None:
 
 def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now on `host`, for a server started in another process."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 @contextmanager
