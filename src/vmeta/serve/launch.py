@@ -66,8 +66,8 @@ def check_spec(spec: EngineSpec, workers: int = 1) -> None:
 
 
 def build_engine(spec: EngineSpec, settings: Settings):
-    """The inference engine the spec names (echo: no model; local: one base + adapters; remote: forward)."""
-    check_spec(spec)
+    """The inference engine the spec names (echo: no model; local: one base + adapters; remote: forward).
+    The spec was checked by `check_spec` (the CLI, `run`) before any engine is built."""
     if spec.kind == "echo":
         from vmeta.serve.echo_engine import EchoEngine
 

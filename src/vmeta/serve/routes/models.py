@@ -18,22 +18,18 @@ def list_models(engine: InferenceEngine, state: State) -> list[schemas.ModelOut]
     default = state.settings.default_chat_model
     if default not in {m.id for m in infos}:
         default = infos[0].id if infos else None
-    out = [
+    blocked = getattr(engine, "unavailable", list)()  # engines that know what they cannot serve
+    rows = [(m, None) for m in infos] + [(m, reason) for m, reason in blocked]
+    return [
         schemas.ModelOut(
-            id=m.id, base=m.base, adapter=m.adapter, kind=m.kind, description=m.description, default=m.id == default
+            id=m.id,
+            base=m.base,
+            adapter=m.adapter,
+            kind=m.kind,
+            description=m.description,
+            default=reason is None and m.id == default,
+            available=reason is None,
+            reason=reason,
         )
-        for m in infos
+        for m, reason in rows
     ]
-    for m, reason in getattr(engine, "unavailable", list)():  # engines that know what they cannot serve
-        out.append(
-            schemas.ModelOut(
-                id=m.id,
-                base=m.base,
-                adapter=m.adapter,
-                kind=m.kind,
-                description=m.description,
-                available=False,
-                reason=reason,
-            )
-        )
-    return out
