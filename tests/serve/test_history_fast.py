@@ -125,3 +125,46 @@ def test_expired_guest_is_refused_on_the_fast_path(app, make_user):
     for path in ("/api/conversations", f"/api/conversations/{cid}"):
         r = g.get(path)
         assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_sqlite_reads_answer_on_the_event_loop_within_a_time_budget(app, make_user, monkeypatch):
+    """SQLite: list/search/get run on the event loop (no thread hop); a read over its time budget is
+    interrupted, rolled back and answered from a worker thread, with the same answer. PostgreSQL: always a
+    worker thread (its queries wait on the network)."""
+    import threading
+
+    from vmeta.serve import deps
+    from vmeta.serve.routes import conversations as routes
+
+    a = make_user()
+    cid = a.conversation("budget cat")
+    a.say(cid, "内卷 of a cat")
+    threads: list[str] = []
+
+    def spy(fn):
+        def wrapped(*args):
+            threads.append(threading.current_thread().name)
+            return fn(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(routes, "conversation_page", spy(routes.conversation_page))
+    monkeypatch.setattr(routes, "conversation_detail", spy(routes.conversation_detail))
+    calls = [("/api/conversations", None), ("/api/conversations", {"q": "内卷"}), (f"/api/conversations/{cid}", None)]
+    expected = [a.get(path, params=params).json() for path, params in calls]
+    sqlite = app.state.db_engine.dialect.name == "sqlite"
+    assert app.state.vmeta.inline_reads is sqlite
+    in_workers = ["AnyIO worker thread" in name for name in threads]
+    assert in_workers == [not sqlite] * len(calls), threads
+
+    # Over budget: every statement is interrupted at its first check -> the same answers, from worker threads.
+    monkeypatch.setattr(deps, "INLINE_BUDGET_S", -1.0)
+    monkeypatch.setattr(deps, "INLINE_CHECK_EVERY", 1)
+    threads.clear()
+    assert [a.get(path, params=params).json() for path, params in calls] == expected
+    assert all("AnyIO worker thread" in name for name in threads) and len(threads) == len(calls), threads
+    # ... and nothing is left behind on the pooled connections: back within budget, inline again
+    monkeypatch.setattr(deps, "INLINE_BUDGET_S", 5.0)
+    threads.clear()
+    assert a.get("/api/conversations").json() == expected[0]
+    assert ("AnyIO worker thread" in threads[0]) is not sqlite

@@ -7,6 +7,8 @@ CSRF token in `X-CSRF-Token` and come from our own origin, else 403. Bearer requ
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +20,7 @@ import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from pwdlib import PasswordHash
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vmeta.config import Settings
@@ -37,6 +40,14 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Worker threads that `in_db` uses at once. Measured with bench/serve_load.py (a), 50 clients, 2 cores: 4 threads
 # ~950 req/s at ~0.97 ms server CPU per request; 40 (anyio's default pool) ~800 req/s at ~1.15 ms and twice the p99.
 DB_THREADS = 4
+# On SQLite `in_db` first runs the work on the event loop itself, read-only and within this budget (SQLite's
+# progress handler interrupts a query past it). The hot reads take a fraction of a millisecond; the thread hop
+# and 4 threads contending for the GIL cost more than the query (bench/serve_load.py (a), 1 process, 50 clients:
+# 647 -> 1388 req/s, server CPU 1.72 -> 0.72 ms/request). A read that runs longer (a search over many messages)
+# or must write (the token's last-used stamp) is rolled back and run in a worker thread, so the loop — and every
+# streamed answer on it — is never held up for more than about this long.
+INLINE_BUDGET_S = 0.005
+INLINE_CHECK_EVERY = 2000  # SQLite VM instructions between budget checks (~tens of microseconds)
 # Dependencies that do no I/O are `async def`: FastAPI runs plain `def` dependencies in the thread pool, and a
 # thread hop per dependency is measurable under load. The ones that query the database stay `def`.
 
@@ -58,6 +69,7 @@ class ServeState:
     # few extra guests when several workers each count their own is small.
     guest_starts: dict[str, list[float]] = field(default_factory=dict)
     db_limiter: Any = None  # anyio.CapacityLimiter of `in_db`, made on first use (inside the event loop)
+    inline_reads: bool = False  # `in_db` may answer on the event loop (SQLite: in-process, no network waits)
 
 
 async def get_state(request: Request) -> ServeState:
@@ -215,9 +227,14 @@ _SESSION_CALLER = (
 _TOKEN_USED = update(ApiToken).where(ApiToken.id == bindparam("token_id")).values(last_used_at=bindparam("now"))
 
 
-def resolve_caller(request: Request, db: Session) -> Caller | None:
+class NotInline(Exception):
+    """The work cannot finish on the event loop (over its time budget, or it would write): run it in a thread."""
+
+
+def resolve_caller(request: Request, db: Session, read_only: bool = False) -> Caller | None:
     """`resolve_principal` without the ORM: the same checks, in the same order, with the same answers (one
-    query; the token's `last_used_at` stamp as one UPDATE when due). None when not authenticated."""
+    query; the token's `last_used_at` stamp as one UPDATE when due — `NotInline` instead when `read_only`).
+    None when not authenticated."""
     token = bearer_token(request)
     conn = db.connection()
     if token is not None:
@@ -228,6 +245,8 @@ def resolve_caller(request: Request, db: Session) -> Caller | None:
         _check_usable_fields(user_id is not None, disabled, is_guest, expires)
         now = _token_used_now(last_used_at)
         if now is not None:
+            if read_only:
+                raise NotInline("the token's last-used stamp is due")
             conn.execute(_TOKEN_USED, {"token_id": token_id, "now": now})
         return Caller(user_id, bool(is_guest), bool(is_admin), "bearer")
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -283,19 +302,17 @@ def client_ip(request: Request) -> str:
 
 
 async def in_db(request: Request, fn: Any, *args: Any) -> Any:
-    """Run `fn(db, caller, *args)` for the current caller (a `Caller`) in ONE worker-thread hop (session, auth
-    with the CSRF check, the query, commit) and return its result. For the hot read endpoints (history): the
-    usual `DB` + `CurrentUser` dependencies cost a thread hop each and ORM objects, which dominate a fast
-    query under load. At most `DB_THREADS` of these run at once: more threads only fight over the GIL (and
-    over the connection pool), so queueing for a thread here is faster than queueing for the GIL."""
+    """Run `fn(db, caller, *args)` for the current caller (a `Caller`) in one go (session, auth with the CSRF
+    check, the query, commit) and return its result. For the hot read endpoints (history): the usual `DB` +
+    `CurrentUser` dependencies cost a thread hop each and ORM objects, which dominate a fast query under load.
+    On SQLite it first runs on the event loop (see INLINE_BUDGET_S); otherwise, or when that gives up, in a
+    worker thread — at most `DB_THREADS` at once: more threads only fight over the GIL (and over the
+    connection pool), so queueing for a thread here is faster than queueing for the GIL."""
     state: ServeState = request.app.state.vmeta
-    limiter = state.db_limiter
-    if limiter is None:
-        limiter = state.db_limiter = anyio.CapacityLimiter(DB_THREADS)
 
-    def work() -> Any:
-        with state.sessions() as db:
-            caller = resolve_caller(request, db)
+    def work(inline: bool) -> Any:
+        with state.sessions() as db, _time_budget(db) if inline else contextlib.nullcontext():
+            caller = resolve_caller(request, db, read_only=inline)
             if caller is None:
                 raise HTTPException(
                     401, "log in first (or start a guest session), or send an API token as 'Authorization: Bearer …'."
@@ -304,4 +321,35 @@ async def in_db(request: Request, fn: Any, *args: Any) -> Any:
             db.commit()
             return out
 
-    return await anyio.to_thread.run_sync(work, limiter=limiter)
+    if state.inline_reads:
+        try:
+            return work(True)
+        except NotInline:
+            pass  # rolled back (the session closed without a commit); run it where it may take its time
+    limiter = state.db_limiter
+    if limiter is None:
+        limiter = state.db_limiter = anyio.CapacityLimiter(DB_THREADS)
+    return await anyio.to_thread.run_sync(work, False, limiter=limiter)
+
+
+@contextlib.contextmanager
+def _time_budget(db: Session) -> Iterator[None]:
+    """SQLite statements of this session stop once INLINE_BUDGET_S has passed (`NotInline` out of the block)."""
+    raw = db.connection().connection.driver_connection
+    deadline = time.perf_counter() + INLINE_BUDGET_S
+    spent = False
+
+    def check() -> bool:
+        nonlocal spent
+        spent = time.perf_counter() > deadline
+        return spent  # true: SQLite interrupts the statement
+
+    raw.set_progress_handler(check, INLINE_CHECK_EVERY)
+    try:
+        yield
+    except OperationalError as exc:
+        if spent:
+            raise NotInline("over the time budget") from exc
+        raise
+    finally:
+        raw.set_progress_handler(None, 0)

@@ -84,8 +84,9 @@ def _json(data: Any) -> Response:
 
 def _utc_text(dt: datetime) -> str:
     """A datetime as the response models write it (schemas.UTCDateTime: UTC, ISO 8601, "Z")."""
-    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return dt.isoformat()[:-6] + "Z"
+    if dt.tzinfo is not None:  # PostgreSQL; SQLite gives naive UTC (40 of these per history page: kept lean)
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt.isoformat() + "Z"
 
 
 # The hot read endpoints (list, search, get) select plain columns and build the JSON of their response models
