@@ -8,10 +8,12 @@ Clips (generated once with PyAV and cached in --clips-dir): portrait 720x1280 an
 H.264 (x264 veryfast, CRF 23, B-frames) with GOP 250 and GOP 30, 15 s / 60 s / 180 s, AAC audio; the picture
 is a panning textured background with moving shapes, so the bitrate is phone-like rather than trivial.
 
-Method. Every (clip, decoder) pair runs in a **fresh subprocess** that imports its library, records its
-resident memory (RSS from /proc/self/statm) as the baseline, then calls the decoder `--runs` times and reports
-the median wall time, the median CPU time (user + system, all threads: less sensitive to other load on the
-machine) and `VmHWM - baseline` (peak resident memory caused by decoding, imports excluded). "Beyond
+Method. For each clip every decoder runs in its own **fresh subprocess** that imports its library and records
+its resident memory (RSS from /proc/self/statm) as the baseline. All of them stay alive while the parent calls
+them in turn: `--warmup` untimed calls each (file cache, thread pools, first-call allocations), then `--runs`
+rounds of one call each, the order rotating, so a disturbance on the machine hits ours and the reference alike.
+Reported: the median wall time, the median CPU time (user + system, all threads: less sensitive to other load
+on the machine) and `VmHWM - baseline` (peak resident memory caused by decoding, imports excluded). "Beyond
 output" subtracts the returned frames (ours: uint8; qwen-vl-utils: float32, as it returns them).
 Same frames: indices and output shape must be identical; pixels are compared on up to 16 evenly spaced frames
 in full plus the per-frame mean of every frame (max / mean abs diff out of 255).
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import select
 import statistics
 import subprocess
 import sys
@@ -46,6 +49,7 @@ CLIP_SPECS = [  # name, width, height, gop, seconds
     for gop in (250, 30)
 ]
 COMPARE_FRAMES = 16
+PAUSE_S = 0.3
 
 
 # --------------------------------------------------------------------------------------------- clip generation
@@ -139,6 +143,9 @@ def _cpu_s() -> float:
 
 
 def worker(args) -> None:
+    """One decoder in its own process, driven over stdin/stdout: prints `ready` once its library is imported and
+    the memory baseline taken, then answers each `run` line with one timed call (JSON), and on `done` writes the
+    last call's frames and its numbers to `--out`."""
     settings_dict = json.loads(args.settings)
     if args.worker == "vmeta":
         from vmeta.video.decode import load_video
@@ -172,13 +179,19 @@ def worker(args) -> None:
             return video, list(meta["frames_indices"]), sfps, video.element_size() * video.nelement()
 
     base = _rss_bytes()
+    reply = sys.stdout
+    sys.stdout = sys.stderr  # library prints must not mix with the replies
+    print("ready", file=reply, flush=True)
     times, cpus, result = [], [], None
-    for _ in range(args.runs):
-        result = None
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        result = None  # the previous call's frames are freed before the next call
         t, c = time.perf_counter(), _cpu_s()
         result = call()
         times.append(time.perf_counter() - t)
         cpus.append(_cpu_s() - c)
+        print(json.dumps({"time": times[-1], "cpu": cpus[-1]}), file=reply, flush=True)
     peak = _peak_rss_bytes()
     frames, indices, sfps, out_bytes = result
     frames = frames.numpy() if hasattr(frames, "numpy") else frames
@@ -204,34 +217,87 @@ def _no_fallback(ele):
     raise RuntimeError("the forced backend failed (qwen-vl-utils would fall back to torchvision)")
 
 
-def run_worker(backend: str, clip: Path, settings: dict, runs: int, tmp: Path, timeout: int) -> dict:
-    out = str(tmp / f"{clip.stem}.{backend}")
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        backend,
-        "--clip",
-        str(clip),
-        "--settings",
-        json.dumps(settings),
-        "--runs",
-        str(runs),
-        "--out",
-        out,
-    ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return {"error": (lines[-1] if lines else f"exit {proc.returncode}")[:160]}
-    res = json.loads(Path(out + ".json").read_text())
-    res["sel"] = np.load(out + ".sel.npy")
-    res["means"] = np.load(out + ".means.npy")
-    return res
+class Worker:
+    """The parent's handle on one `worker` process."""
+
+    def __init__(self, backend: str, clip: Path, settings: dict, tmp: Path, timeout: int) -> None:
+        self.backend, self.timeout, self.error = backend, timeout, None
+        self.out = str(tmp / f"{clip.stem}.{backend}")
+        cmd = [sys.executable, __file__, "--worker", backend, "--clip", str(clip)]
+        cmd += ["--settings", json.dumps(settings), "--out", self.out]
+        with open(self.out + ".err", "w") as err:  # a file, not a pipe: a chatty library cannot fill it and stall
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+        self._reply()  # "ready"
+
+    def _last_error_line(self) -> str:
+        lines = [ln for ln in Path(self.out + ".err").read_text(errors="replace").splitlines() if ln.strip()]
+        return (lines[-1] if lines else f"exit {self.proc.returncode}")[:160]
+
+    def _reply(self) -> str | None:
+        """The worker's next line, or None (and `error` set) when it died or timed out."""
+        if self.error:
+            return None
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            if not ready:
+                self.proc.kill()
+                self.error = f"timed out after {self.timeout} s"
+            else:
+                self.proc.wait()
+                self.error = self._last_error_line()
+        return line or None
+
+    def run(self) -> None:
+        # A pause first: thread pools of the previous call (this or another process: OpenMP workers spin for up
+        # to 200 ms after a parallel region) must be asleep, or they would take cores from this call.
+        time.sleep(PAUSE_S)
+        if not self.error:
+            self.proc.stdin.write("run\n")
+            self.proc.stdin.flush()
+            self._reply()
+
+    def finish(self) -> dict:
+        if not self.error:
+            self.proc.stdin.write("done\n")
+            self.proc.stdin.close()
+            if self.proc.wait(self.timeout) != 0:
+                self.error = self._last_error_line()
+        if self.error:
+            self.proc.kill()
+            return {"error": self.error}
+        res = json.loads(Path(self.out + ".json").read_text())
+        res["sel"] = np.load(self.out + ".sel.npy")
+        res["means"] = np.load(self.out + ".means.npy")
+        return res
+
+
+def run_interleaved(
+    backends: list[str], clip: Path, settings: dict, runs: int, warmup: int, tmp: Path, timeout: int
+) -> dict[str, dict]:
+    """Every decoder in its own live process; `warmup` untimed calls each, then `runs` rounds in which each
+    decoder is called once (the order rotating), so a disturbance on the machine hits all of them alike.
+    The times of the timed calls only are kept."""
+    workers = [Worker(b, clip, settings, tmp, timeout) for b in backends]
+    for w in workers:
+        for _ in range(warmup):
+            w.run()
+    for r in range(runs):
+        for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
+            w.run()
+    out = {}
+    for w in workers:
+        res = out[w.backend] = w.finish()
+        if "times" in res:
+            res["times"], res["cpus"] = res["times"][warmup:], res["cpus"][warmup:]
+    return out
 
 
 def backend_unavailable(backend: str) -> str | None:
@@ -275,7 +341,8 @@ def estimate_ref_gb(clip: Path, settings: dict) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the 15 s generated clips (plus the sample videos)")
-    ap.add_argument("--runs", type=int, default=3, help="timed runs per (clip, decoder); the median is reported")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per (clip, decoder); the median is reported")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed calls per (clip, decoder) before the timed ones")
     ap.add_argument("--clips-dir", type=Path, default=None, help="where generated clips are cached")
     ap.add_argument("--backends", default="decord,torchcodec,torchvision", help="qwen-vl-utils backends to try")
     ap.add_argument(
@@ -350,7 +417,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vmeta-bench-") as tmpd:
         tmp = Path(tmpd)
         for clip in clips:
-            ours = run_worker("vmeta", clip, settings, args.runs, tmp, args.timeout)
+            need = estimate_ref_gb(clip, settings)
+            refs = [b for b in backends if b not in unavailable and need <= args.max_ref_gb]
+            timed = run_interleaved(["vmeta", *refs], clip, settings, args.runs, args.warmup, tmp, args.timeout)
+            ours = timed["vmeta"]
             if "error" in ours:
                 table.add_row(clip.name, "-", "-", "-", "-", f"error: {ours['error']}", "", "", "", "", "", "", "")
                 continue
@@ -377,7 +447,6 @@ def main() -> int:
                         "-",
                     )
                     continue
-                need = estimate_ref_gb(clip, settings)
                 if need > args.max_ref_gb:
                     table.add_row(
                         clip.name,
@@ -396,7 +465,7 @@ def main() -> int:
                     )
                     rows.append({"clip": clip.name, "ref": b, "skipped": f"needs ~{need:.1f} GB", "ours_s": t_ours})
                     continue
-                ref = run_worker(b, clip, settings, args.runs, tmp, args.timeout)
+                ref = timed[b]
                 if "error" in ref:
                     table.add_row(
                         clip.name,
