@@ -30,6 +30,17 @@ def test_inspect_json_and_sheet(tmp_path, video_clips):
         assert im.width > 0 and im.height > 0
 
 
+def test_inspect_segment_middle_frames(video_clips):
+    clip = video_clips["landscape_gop12"]  # 75 frames
+    res = runner.invoke(
+        app, ["video", "inspect", str(clip), "--nframes", "6", "--index-rule", "segment_middle", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["frame_indices"] == [6, 18, 31, 43, 56, 68]  # middles of 6 segments of 12.5
+    res = runner.invoke(app, ["video", "inspect", str(clip), "--index-rule", "middle"])
+    assert res.exit_code != 0 and "index_rule" in str(res.exception)
+
+
 def test_inspect_rotated_reports_upright_size(rotated_clip):
     res = runner.invoke(app, ["video", "inspect", str(rotated_clip), "--json"])
     assert res.exit_code == 0, res.output

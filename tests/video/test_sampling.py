@@ -124,3 +124,46 @@ def test_plan_basics():
     assert plan.token_count() == 15 * (plan.height // 14) * (plan.width // 14) // 4
     with pytest.raises(SamplingError):
         plan_frames(FrameSettings(), total_frames=1, video_fps=30.0, height=64, width=64)
+
+
+def test_segment_middle_matches_internvl_video_processor():
+    """InternVL's frames: the middle of each equal segment, as transformers' InternVL video processor samples."""
+    pytest.importorskip("torch")
+    from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
+    from transformers.video_utils import VideoMetadata
+
+    from vmeta.video.sampling import segment_middle_indices
+
+    proc = InternVLVideoProcessor()
+    rng = random.Random(1)
+    for count in [*range(1, 200), *rng.sample(range(200, 100_000), 300), *rng.sample(range(100_000, 10**6), 50)]:
+        for n in {1, 2, 3, 8, 16, 32, 64, rng.randrange(1, 65)}:
+            if n > count:
+                continue
+            meta = VideoMetadata(total_num_frames=count, fps=30.0)
+            want = proc.sample_frames(meta, num_frames=n).tolist()
+            got = segment_middle_indices(0, count, n)
+            if count < 100_000:
+                assert got == want, (count, n)
+            else:  # torch's float32 vector arithmetic (CPU-dependent) may round one frame differently
+                assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1, (count, n)
+    # a cut range is sampled the same way, shifted to its first frame
+    assert segment_middle_indices(100, 80, 8) == [100 + i for i in proc.sample_frames(VideoMetadata(80, 30.0), 8)]
+
+
+def test_internvl_plans_segment_middles_and_qwen_models_keep_qwen_indices():
+    from vmeta.models.generate import frame_settings_for
+    from vmeta.models.registry import MODELS
+
+    internvl = frame_settings_for(MODELS["internvl2.5-2b"])
+    plan = plan_frames(internvl, total_frames=300, video_fps=30.0, height=1280, width=720)
+    assert internvl.index_rule == "segment_middle"
+    assert list(plan.indices) == [18, 56, 93, 131, 168, 206, 243, 281]  # 300 / 8 = 37.5: 18.75, 56.25, ...
+    assert (plan.height, plan.width) == (448, 448)
+    qwen = frame_settings_for(MODELS["qwen2-vl-2b-instruct"])
+    assert qwen.index_rule == "qwen"
+    assert plan_frames(qwen, 300, 30.0, 1280, 720).indices[::19] == (0, 299)
+    with pytest.raises(ValueError, match="index_rule"):
+        FrameSettings(index_rule="middle")
+    with pytest.raises(ValueError, match="no qwen-vl-utils equivalent"):
+        internvl.to_qwen_element("v.mp4")

@@ -65,6 +65,12 @@ def inspect(
     min_pixels: Annotated[int | None, typer.Option(help="Per-frame pixel minimum (default 128*28*28).")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Per-frame pixel maximum (default 768*28*28).")] = None,
     total_pixels: Annotated[int | None, typer.Option(help="Pixel budget for the whole video.")] = None,
+    index_rule: Annotated[
+        str,
+        typer.Option(
+            help="qwen: evenly from the first to the last frame; segment_middle: each segment's middle (InternVL)."
+        ),
+    ] = "qwen",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (frame_indices, size, tokens, probe).")] = False,
     sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet PNG of the sampled frames here.")] = None,
 ) -> None:
@@ -80,6 +86,7 @@ def inspect(
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         total_pixels=total_pixels,
+        index_rule=index_rule,
     )
     meta = probe(video)  # ProbeError (a UserError) names the file and the problem
     if sheet is not None:

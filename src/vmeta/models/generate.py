@@ -114,6 +114,7 @@ def frame_settings_for(spec: ModelSpec) -> FrameSettings:
             resized_height=h,
             resized_width=w,
             frame_factor=q.frame_factor,
+            index_rule=q.index_rule,
         )
     return FrameSettings(
         fps=q.fps or 2.0,
@@ -125,6 +126,7 @@ def frame_settings_for(spec: ModelSpec) -> FrameSettings:
         total_pixels=q.video_total_pixels,
         image_factor=q.size_factor,
         frame_factor=q.frame_factor,
+        index_rule=q.index_rule,
     )
 
 

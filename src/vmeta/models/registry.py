@@ -41,6 +41,7 @@ class ProcessorQuirks:
     video_total_pixels: int | None = int(128000 * _QWEN_FACTOR**2 * 0.9)  # per video (qwen-vl-utils budget)
     fixed_size: tuple[int, int] | None = None  # (height, width) every frame is resized to, if the family does so
     passes_fps_to_processor: bool = False  # Qwen2.5-VL: absolute-time mRoPE needs the sampling fps
+    index_rule: str = "qwen"  # vmeta.video.sampling.INDEX_RULES: how the frames are spread over the video
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -61,6 +62,7 @@ INTERNVL_QUIRKS = ProcessorQuirks(
     video_max_pixels=448 * 448,  # one 448x448 tile per frame
     video_total_pixels=None,
     fixed_size=(448, 448),
+    index_rule="segment_middle",
 )
 VIDEOLLAMA3_QUIRKS = ProcessorQuirks(
     fps=1.0,

@@ -105,6 +105,7 @@ class FrameSettings:
     video_start: float | None = None
     video_end: float | None = None
     model_seq_len: int = field(default=MODEL_SEQ_LEN, repr=False)
+    index_rule: str = "qwen"  # see INDEX_RULES: which frames of the range the count is spread over
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
@@ -136,6 +137,8 @@ class FrameSettings:
                 bad(name, "must be a time in seconds >= 0")
         if self.video_start is not None and self.video_end is not None and self.video_start >= self.video_end:
             bad("video_start", f"must be before video_end={self.video_end}")
+        if self.index_rule not in INDEX_RULES:
+            bad("index_rule", f"is not one of {', '.join(INDEX_RULES)}")
 
     @property
     def effective_min_pixels(self) -> float:
@@ -153,6 +156,8 @@ class FrameSettings:
 
     def to_qwen_element(self, video: str | None = None) -> dict[str, Any]:
         """The qwen-vl-utils video element with the same meaning (only keys that differ from its defaults)."""
+        if self.index_rule != "qwen":
+            raise ValueError(f"frame settings: index_rule={self.index_rule!r} has no qwen-vl-utils equivalent")
         ele: dict[str, Any] = {} if video is None else {"type": "video", "video": video}
         if self.nframes is not None:
             ele["nframes"] = self.nframes
@@ -279,6 +284,22 @@ def frame_indices(start_frame: int, end_frame: int, nframes: int) -> list[int]:
     return [int(v) for v in np.rint(_torch_linspace_f32(start_frame, end_frame, nframes))]
 
 
+def segment_middle_indices(start_frame: int, count: int, nframes: int) -> list[int]:
+    """The middle frame of each of `nframes` equal segments of the range: transformers'
+    `InternVLVideoProcessor.sample_frames` (`torch.arange(step / 2, count, step).int()`, step = count / nframes),
+    shifted to the range's start — without torch. Identical below 100,000 frames (55 min at 30 fps); past that
+    torch's vectorised float32 arithmetic, which depends on the CPU's vector width, can differ by one frame."""
+    step = count / nframes
+    values = (step / 2 + step * np.arange(nframes, dtype=np.float64)).astype(np.float32)
+    return [start_frame + int(v) for v in values]
+
+
+# How the sampled frames are spread over the range. "qwen": evenly from the first to the last frame, both
+# included (qwen-vl-utils; Qwen2-VL, Qwen2.5-VL, VideoLLaMA3). "segment_middle": the middle of each of N equal
+# segments (InternVL: what its -hf video processor samples; the first and last frames are never taken).
+INDEX_RULES = ("qwen", "segment_middle")
+
+
 def per_frame_pixel_range(settings: FrameSettings, nframes: int) -> tuple[float, float]:
     """(min_pixels, max_pixels) for one frame after the per-video budget, as fetch_video computes them."""
     f = settings.image_factor
@@ -340,7 +361,10 @@ def plan_frames(settings: FrameSettings, total_frames: int, video_fps: float, he
         raise SamplingError("the video reports no frame rate")
     start, end, count = video_frame_range(settings, total_frames, video_fps)
     nframes = smart_nframes(settings, count, video_fps)
-    indices = frame_indices(start, end, nframes)
+    if settings.index_rule == "segment_middle":
+        indices = segment_middle_indices(start, count, nframes)
+    else:
+        indices = frame_indices(start, end, nframes)
     h, w = output_size(settings, nframes, height, width)
     sample_fps = nframes / max(count, 1e-6) * video_fps
     return FramePlan(
@@ -365,6 +389,7 @@ __all__ = [
     "output_size",
     "per_frame_pixel_range",
     "plan_frames",
+    "segment_middle_indices",
     "smart_nframes",
     "smart_resize",
     "video_frame_range",
