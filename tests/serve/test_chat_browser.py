@@ -257,7 +257,7 @@ def test_register_upload_switch_model_reload_logout_login(new_page, serve, clip,
     page.locator("#login-email").fill("alice@example.org")
     page.locator("#login-password").fill("wrong password")
     page.locator("#login-submit").click()
-    expect(page.locator("#login-error")).to_have_text("wrong e-mail or password.")
+    expect(page.locator("#login-error")).to_have_text("邮箱或密码错误。")  # the server's sentence, in Chinese
     page.locator("#login-password").fill(PASSWORD)
     page.locator("#login-submit").click()
     expect(page.locator("#app")).to_be_visible(timeout=T)
@@ -322,7 +322,7 @@ def test_guest_chat_then_register_keeps_the_conversation(new_page, serve, tmp_pa
     page.locator("#pw-new").fill("another good password")
     page.locator("#pw-repeat").fill("another good password")
     page.locator("#password-form button[type=submit]").click()
-    expect(page.locator("#password-error")).to_have_text("the current password is wrong.")
+    expect(page.locator("#password-error")).to_have_text("当前密码不正确。")
     page.locator("#pw-current").fill(PASSWORD)
     page.locator("#password-form button[type=submit]").click()
     expect(page.locator("#dlg-password")).to_be_hidden()
@@ -365,7 +365,7 @@ def test_refused_upload_shows_the_server_message_and_english_toggle(new_page, se
         page.locator("#file-input").set_input_files(str(fake))
     assert info.value.status == 415
     detail = info.value.json()["detail"]
-    assert "notes.mp4" in detail
+    assert "notes.mp4" in detail and "is not a video file" in detail  # the English page gets English
     expect(page.locator(".attachment.error .att-error")).to_have_text(detail, timeout=T)
     expect(page.locator(".attachment.error .att-name")).to_have_text("notes.mp4")
     expect(page.locator("#send-btn")).to_be_disabled()

@@ -30,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmeta.errors import UserError
+from vmeta.web.error_text import LANG_HEADER, localize
 
 STATIC_DIR = Path(__file__).with_name("static")
 LANGUAGES: tuple[str, ...] = ("zh", "en")
@@ -200,18 +201,22 @@ def install_error_handlers(app: FastAPI, status_for: dict[type[Exception], int] 
     (most specific first); other UserErrors are 400."""
     table = dict(status_for or {})
 
+    def said(request: Request, detail: str) -> dict[str, str]:  # in the page's language (error_text)
+        return {"detail": localize(detail, request.headers.get(LANG_HEADER))}
+
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         status = next((code for cls, code in table.items() if isinstance(exc, cls)), 400)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse(said(request, str(exc)), status_code=status)
 
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _detail_of_validation(exc)}, status_code=422)
+        return JSONResponse(said(request, _detail_of_validation(exc)), status_code=422)
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, ensure_ascii=False)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing at {request.url.path}."
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        return JSONResponse(said(request, detail), status_code=exc.status_code, headers=headers)
 
     app.add_exception_handler(UserError, user_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]

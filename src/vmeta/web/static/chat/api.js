@@ -2,7 +2,11 @@
 // reader for streamed answers (EventSource cannot POST, so fetch() + a ReadableStream reader).
 // API reference: docs/serve-api.md.
 
+import { currentLanguage } from "/static/js/i18n.js";
+
 let csrfToken = "";
+// The server writes its error sentences in this language (English for other API clients).
+const LANG_HEADER = "X-Vmeta-Lang";
 
 export function setCsrf(token) { csrfToken = token || ""; }
 
@@ -21,7 +25,7 @@ async function detailOf(res) {
 }
 
 function headers(method, extra = {}) {
-  const h = { Accept: "application/json", ...extra };
+  const h = { Accept: "application/json", [LANG_HEADER]: currentLanguage(), ...extra };
   if (method !== "GET" && method !== "HEAD" && csrfToken) h["X-CSRF-Token"] = csrfToken;
   return h;
 }
@@ -53,6 +57,7 @@ export function uploadFile(path, file, onProgress) {
     xhr.open("POST", path);
     xhr.withCredentials = true;
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader(LANG_HEADER, currentLanguage());
     if (csrfToken) xhr.setRequestHeader("X-CSRF-Token", csrfToken);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress?.(e.loaded, e.total); };
     xhr.onload = () => {

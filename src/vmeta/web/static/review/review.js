@@ -1,5 +1,5 @@
 // The review page (vmeta data review). Plain ES module; the server owns all logic (parsing included).
-import { initialLanguage, setLanguage, toggleLanguage, t } from "/static/js/i18n.js";
+import { currentLanguage, initialLanguage, setLanguage, toggleLanguage, t } from "/static/js/i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
@@ -23,7 +23,7 @@ class ApiError extends Error {
 }
 
 async function api(path, { method = "GET", body } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-Vmeta-Lang": currentLanguage() } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.headers["X-Review-Token"] = TOKEN;
