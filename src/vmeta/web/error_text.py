@@ -61,10 +61,11 @@ _WORDS = {"zh": _ZH_WORDS}
 
 def localize(detail: str, lang: str | None) -> str:
     """`detail` in `lang` when the table has it; otherwise unchanged."""
-    table = _TABLES.get((lang or "").strip().lower()[:2])
+    key = (lang or "").strip().lower()[:2]
+    table = _TABLES.get(key)
     if not table:
         return detail
-    words = _WORDS.get(lang[:2], {})  # type: ignore[index]
+    words = _WORDS.get(key, {})
     for pattern, text in table:
         m = pattern.fullmatch(detail)
         if m:
