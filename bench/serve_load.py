@@ -5,13 +5,15 @@ and the cost of switching model mid-conversation.
                                [--client raw|httpx] [--engine echo|tiny] [--real-arch] [--fp32] [--keep DIR]
 
 (a) History under load. A real server (a child process, 127.0.0.1 only) runs what ``vmeta serve --engine echo
-    [--workers N]`` runs (``vmeta.serve.launch``) on a fresh SQLite DB, once per ``--workers`` count. The DB is seeded through the API
-    (users, conversations, messages answered by the engine). Then N concurrent clients (asyncio, each with its
-    user's bearer token and its own keep-alive connection) call the history endpoints for D seconds: list
-    conversations, get one conversation with its messages, search. Prints p50/p90/p99 latency, requests/s and
-    errors per endpoint, and the CPU time per request of the server processes and of the load generator (they
-    share the machine). One Python process serves about one core (the GIL); ``--workers 2`` uses both. The load generator is a minimal asyncio HTTP/1.1 client by default (``--client httpx``:
-    httpx, which costs about as much CPU per request as the server). Goal: p99 < 100 ms, 0 errors.
+    [--workers N]`` runs (``vmeta.serve.launch``) on a fresh SQLite DB, once per ``--workers`` count. The DB is
+    seeded through the API (users, conversations, messages answered by the engine). Then N concurrent clients
+    (asyncio, each with its user's bearer token and its own keep-alive connection) call the history endpoints
+    for D seconds: list conversations, get one conversation with its messages, search. Prints p50/p90/p99
+    latency, requests/s and errors per endpoint, and the CPU time per request of the server processes and of
+    the load generator (they share the machine). One Python process serves about one core (the GIL);
+    ``--workers 2`` uses both. The load generator is a minimal asyncio HTTP/1.1 client by default
+    (``--client httpx``: httpx, which costs about as much CPU per request as the server). Goal: p99 < 100 ms,
+    0 errors.
 (b) Server overhead on a streamed answer. Sequential chat messages (SSE); the client's time to first token
     minus the engine's own (queue + engine TTFT, from the `done` event), median over N. The engine is the
     EchoEngine with zero delay (``--engine tiny``: the LocalEngine on the tiny model). Goal: < 20 ms.
@@ -99,7 +101,6 @@ def serve_child(args: argparse.Namespace) -> None:
 
 class Server:
     def __init__(self, data_dir: Path, engine: str, workers: int = 1) -> None:
-        self.workers = workers
         from vmeta.testing.browser import free_port
 
         self.port = free_port(HOST)

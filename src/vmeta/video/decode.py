@@ -24,8 +24,9 @@ How it decodes:
 4. **Convert only wanted frames**, one at a time, in the decoder's thread (a lone decoder hands them to a
    second thread and goes on decoding), with swscale contexts kept from frame to frame: YUV -> RGB at full
    size, then swscale's bicubic on RGB (antialiased when shrinking; within rounding of torchvision's
-   `resize(..., BICUBIC, antialias=True)`), rotated upright, written into the preallocated output; the full-size frame is dropped at once. Peak memory
-   is the output plus a few frames per decoder, whatever the video length.
+   `resize(..., BICUBIC, antialias=True)`), rotated upright, written into the preallocated output; the
+   full-size frame is dropped at once. Peak memory is the output plus a few frames per decoder, whatever the
+   video length.
 
 "The same frames as qwen-vl-utils": same indices and output size, and pixels within a tolerance — YUV->RGB
 and resize implementations differ by rounding only (tests assert max abs diff <= 16 and mean abs
@@ -346,19 +347,19 @@ def split_work(costs: list[int], parts: int) -> list[range]:
 class _Sink:
     """The output every decoder writes its converted frames into (disjoint slots; allocated by the first)."""
 
-    def __init__(self, plan: FramePlan, want_pts: dict[int, list[int]], time_base, start_pts: int) -> None:
-        self.plan, self.want_pts = plan, want_pts
-        self.time_base, self.start_pts = time_base, start_pts
+    def __init__(self, plan: FramePlan, want_pts: dict[int, list[int]], stream) -> None:
+        self.plan, self.want_pts, self.stream = plan, want_pts, stream
+        self.time_base, self.start_pts = stream.time_base, stream.start_time or 0
         self.out: np.ndarray | None = None
         self.rotation = 0
         self.timestamps = [0.0] * plan.nframes
         self._lock = threading.Lock()
 
-    def put(self, frame, stream, conv: _Converter) -> None:
+    def put(self, frame, conv: _Converter) -> None:
         if self.out is None:
             with self._lock:
                 if self.out is None:
-                    self.rotation = _clockwise(getattr(frame, "rotation", 0)) or _tag_rotation(stream)
+                    self.rotation = _clockwise(getattr(frame, "rotation", 0)) or _tag_rotation(self.stream)
                     plan = self.plan
                     h, w = (plan.width, plan.height) if self.rotation in (90, 270) else (plan.height, plan.width)
                     self.out = np.empty((plan.nframes, 3, h, w), dtype=np.uint8)
@@ -391,7 +392,7 @@ def _decode_planned(
     # FFmpeg's frame threads only for a decoder that has the cores alone, and not on tiny pictures, where
     # handing frames between threads costs more than decoding them (176x144 samples: 18 ms vs 14 ms).
     threads = opts.threads or (0 if len(runs) == 1 and idx.width * idx.height > SMALL_PICTURE else 1)
-    sink = _Sink(plan, want_pts, stream.time_base, stream.start_time or 0)
+    sink = _Sink(plan, want_pts, stream)
 
     def other_run(keys: list[int]) -> tuple[DecodeStats, set[int]]:
         own = _open(path)
@@ -442,7 +443,7 @@ def _decode_gops(
     keys: list[int],
     gops: dict[int, set[int]],
     sink: _Sink,
-    opts,
+    opts: _Options,
     threads: int,
     offload: bool = False,
 ) -> tuple[DecodeStats, set[int]]:
@@ -465,11 +466,11 @@ def _decode_gops(
                 pending.discard(frame.pts)
                 stats.frames_converted += 1
                 if pool is None:
-                    sink.put(frame, stream, conv)
+                    sink.put(frame, conv)
                     continue
                 while len(converting) >= CONVERT_AHEAD:  # a few full-size frames wait at most: memory stays flat
                     converting.popleft().result()
-                converting.append(pool.submit(sink.put, frame, stream, conv))
+                converting.append(pool.submit(sink.put, frame, conv))
 
     def drain() -> None:
         cc.skip_frame = "DEFAULT"
