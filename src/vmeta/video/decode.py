@@ -16,17 +16,19 @@ How it decodes:
 3. **Seek + decode forward.** For each GOP holding wanted frames, seek to its keyframe (or, when it is fewer
    than `seek_gap` packets ahead, read up to it without decoding), then feed packets only until the GOP's last
    wanted frame is in the decoder and drain it: the rest of the GOP, and every GOP with no wanted frame, is
-   never decoded. Inside a GOP, packets of frames nobody references and we do not want are discarded by the
-   decoder (`skip_frame=NONREF`, set per packet), so they cost only parsing.
+   never decoded. Inside a GOP, packets of frames nobody references and we do not want never reach the
+   decoder (H.264: read from the NAL headers, `vmeta.video.nonref`; other codecs: the decoder discards them,
+   `skip_frame=NONREF`, set per packet). MPEG-TS seeks, which land a few packets late, step back a keyframe.
    **In parallel:** the GOPs are split into contiguous runs of about equal cost, one per decoder (its own
    thread and file handle; `AUTO_DECODERS`); FFmpeg's decoding and swscale release the GIL, so the decoders
    use every core — what FFmpeg's own frame threads do poorly here, as each GOP ends with a drain.
 4. **Convert only wanted frames**, one at a time, in the decoder's thread (a lone decoder hands them to a
-   second thread and goes on decoding), with swscale contexts kept from frame to frame: YUV -> RGB at full
-   size, then swscale's bicubic on RGB (antialiased when shrinking; within rounding of torchvision's
-   `resize(..., BICUBIC, antialias=True)`), rotated upright, written into the preallocated output; the
-   full-size frame is dropped at once. Peak memory is the output plus a few frames per decoder, whatever the
-   video length.
+   second thread and goes on decoding, or, when FFmpeg's frame threads already fill every core, keeps up to
+   `HOLD_BYTES` of them and converts them on all cores at the end), with swscale contexts kept from frame to
+   frame: YUV -> RGB at full size, then swscale's bicubic on RGB (antialiased when shrinking; within rounding
+   of torchvision's `resize(..., BICUBIC, antialias=True)`), rotated upright, written into the preallocated
+   output; the full-size frame is dropped at once. Peak memory is the output plus a few frames per decoder
+   (at most `HOLD_BYTES` held), whatever the video length.
 
 "The same frames as qwen-vl-utils": same indices and output size, and pixels within a tolerance — YUV->RGB
 and resize implementations differ by rounding only (tests assert max abs diff <= 16 and mean abs
@@ -37,8 +39,11 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
+import os
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from vmeta.errors import UserError
+from vmeta.video.nonref import nonref_test
 from vmeta.video.sampling import FramePlan, FrameSettings, SamplingError, plan_frames
 
 # Decoders working at once when not told (bench/video_sampling.py, 2 cores, 60 s portrait clips): 4 single-threaded
@@ -54,7 +60,9 @@ from vmeta.video.sampling import FramePlan, FrameSettings, SamplingError, plan_f
 # 2 decoders with 2 FFmpeg threads each; one decoder with FFmpeg's threads is 1.6-1.8x slower.
 AUTO_DECODERS = 4
 SMALL_PICTURE = 320 * 240
+DENSE_FRAME_BYTES = 1024  # compressed bytes per frame from which a small picture is worth two frame threads
 CONVERT_AHEAD = 3  # decoded frames that may wait for a converter thread
+HOLD_BYTES = 48 << 20  # decoded frames a lone frame-threaded decoder may keep until it is done (~16 at 1080p)
 REEXPORT_HINT = "re-export it as H.264 MP4 (e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4)"
 
 
@@ -77,6 +85,7 @@ class StreamIndex:
     width: int  # as stored
     height: int
     packet_pts: list[int]  # decode order
+    video_bytes: int  # compressed size of all packets
     keyframe_pos: list[int]  # decode-order positions of keyframes
     display_pts: list[int]  # sorted pts: display index -> pts
     pts_to_pos: dict[int, int]
@@ -86,8 +95,10 @@ class StreamIndex:
 class DecodeStats:
     packets_indexed: int = 0
     packets_fed: int = 0
+    packets_dropped: int = 0  # non-reference pictures nobody wants, never given to the decoder
     frames_out: int = 0  # frames the decoder produced (not discarded)
     frames_converted: int = 0  # frames turned into RGB (== number of distinct wanted frames)
+    frames_held: int = 0  # of those, converted after decoding had finished (HOLD_BYTES)
     seeks: int = 0
     gops_decoded: int = 0
     decoders: int = 1  # decoders that worked on different GOPs at once
@@ -116,6 +127,14 @@ class SampledVideo:
             "total_num_frames": self.total_frames,
             "video_backend": "vmeta",
         }
+
+
+def _cores() -> int:
+    """CPUs this process may run on (an affinity mask or a container's cpuset counts, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS and Windows
+        return os.cpu_count() or 1
 
 
 def _clockwise(ccw: float | int | None) -> int:
@@ -157,9 +176,12 @@ def index_stream(container, stream) -> StreamIndex:
     """Demux the video stream once (no decoding): pts and keyframe flag of every packet."""
     packet_pts: list[int] = []
     keyframe_pos: list[int] = []
+    video_bytes = 0
     for packet in container.demux(stream):
-        if packet.size == 0:
+        size = packet.size
+        if size == 0:
             continue
+        video_bytes += size
         pts = packet.pts if packet.pts is not None else packet.dts
         if pts is None:
             raise ValueError("packet without timestamps")
@@ -182,6 +204,7 @@ def index_stream(container, stream) -> StreamIndex:
         width=cc.width,
         height=cc.height,
         packet_pts=packet_pts,
+        video_bytes=video_bytes,
         keyframe_pos=keyframe_pos,
         display_pts=display_pts,
         pts_to_pos=pts_to_pos,
@@ -230,7 +253,9 @@ def _convert_into(dst: np.ndarray, frame, rotation: int, conv: _Converter) -> No
     factor, i.e. it antialiases), written as planar RGB so each channel is one contiguous copy. Measured
     against torch's `interpolate(bicubic, antialias=True)` on the same RGB frames: max abs diff 2-4, mean
     0.1-0.2 — as close as Pillow's bicubic, at a fraction of its cost. (Scaling in YUV before the RGB
-    conversion is faster still but differs by up to 129 at colour edges.)
+    conversion is faster still but differs by up to 129 at colour edges. Planar RGB in as well as out is
+    5-20% faster, but swscale's planar scaler then reads the uninitialised padding past a width that is not
+    a multiple of 16: random pixels along the right edge.)
     """
     _, height, width = dst.shape
     if rotation in (90, 270):
@@ -259,7 +284,8 @@ def load_video(
 
     `decoders`: decoders working on different GOPs at once, each in its own thread with its own file handle
     (0 = AUTO_DECODERS; never more than the GOPs to decode). `threads`: FFmpeg threads per decoder
-    (0 = FFmpeg picks when one decoder does everything, 1 when several share the cores). `seek_gap`: when the
+    (0 = one per core when one decoder does everything, fewer on small pictures; 1 when several share the
+    cores). `seek_gap`: when the
     next GOP to decode starts fewer than this many packets ahead, reach it by demuxing (reading packets
     without decoding them) instead of seeking. `cache`: a `vmeta.video.cache.FrameCache` to read/write.
     """
@@ -389,9 +415,18 @@ def _decode_planned(
     order = sorted(gops)
     decoders = opts.decoders or AUTO_DECODERS
     runs = [[order[i] for i in r] for r in split_work([last_pos[k] - k + 1 for k in order], decoders)]
-    # FFmpeg's frame threads only for a decoder that has the cores alone, and not on tiny pictures, where
-    # handing frames between threads costs more than decoding them (176x144 samples: 18 ms vs 14 ms).
-    threads = opts.threads or (0 if len(runs) == 1 and idx.width * idx.height > SMALL_PICTURE else 1)
+    # FFmpeg's frame threads only for a decoder that has the cores alone: one per core (FFmpeg's own choice,
+    # cores + 1, was 6% slower on the 1280x720 sample, as the converter thread needs a core too). On small
+    # pictures handing a frame between threads costs about what decoding it does unless it carries many bits:
+    # 176x144 and 320x240 clips at 200-800 B/frame decode 5-25% slower with 2 threads, at ~1 KB/frame even,
+    # at 4.9 KB/frame (the carphone_pristine sample) 15-20% faster; more than 2 only add hand-overs there.
+    if len(runs) > 1:
+        auto_threads = 1
+    elif idx.width * idx.height > SMALL_PICTURE:
+        auto_threads = _cores()
+    else:
+        auto_threads = min(2, _cores()) if idx.video_bytes >= DENSE_FRAME_BYTES * len(idx.packet_pts) else 1
+    threads = opts.threads or auto_threads
     sink = _Sink(plan, want_pts, stream)
 
     def other_run(keys: list[int]) -> tuple[DecodeStats, set[int]]:
@@ -411,8 +446,9 @@ def _decode_planned(
             results += [f.result() for f in futures]
     stats = DecodeStats(packets_indexed=len(idx.packet_pts), decoders=len(runs))
     pending: set[int] = set()
+    summed = [f.name for f in dataclasses.fields(DecodeStats) if f.name not in ("packets_indexed", "decoders")]
     for part, left in results:
-        for name in ("packets_fed", "frames_out", "frames_converted", "seeks", "gops_decoded"):
+        for name in summed:
             setattr(stats, name, getattr(stats, name) + getattr(part, name))
         pending |= left
     if pending:
@@ -455,16 +491,29 @@ def _decode_gops(
     cc.thread_count = threads
     stats = DecodeStats()
     pending = set().union(*(gops[k] for k in keys))
+    droppable = nonref_test(stream) if opts.skip_nonref else None
     conv = _Converter()
     pool = ThreadPoolExecutor(1, thread_name_prefix="vmeta-convert") if offload else None
     converting: deque[Any] = deque()
+    # With FFmpeg's frame threads on every core, converting alongside only steals cores from them (and a
+    # preempted frame thread stalls the others): hold the decoded frames, up to HOLD_BYTES, and convert them
+    # on all cores once decoding is done (176x144 sample: 10% faster; 1280x720: 3%).
+    held: list[Any] = []
+    hold_left = HOLD_BYTES if offload and threads != 1 else 0
 
     def take(frames) -> None:
+        nonlocal hold_left
         for frame in frames:
             stats.frames_out += 1
             if frame.pts in pending:
                 pending.discard(frame.pts)
                 stats.frames_converted += 1
+                size = sum(plane.buffer_size for plane in frame.planes)
+                if size <= hold_left:
+                    hold_left -= size
+                    held.append(frame)
+                    stats.frames_held += 1
+                    continue
                 if pool is None:
                     sink.put(frame, conv)
                     continue
@@ -486,10 +535,9 @@ def _decode_gops(
                 continue  # came out while decoding an earlier GOP
             stats.gops_decoded += 1
             if it is None or next_pos > key or key - next_pos >= opts.seek_gap:
-                container.seek(idx.packet_pts[key], stream=stream, backward=True, any_frame=False)
+                it = _seek_before(container, stream, idx, key)
                 cc.flush_buffers()
                 stats.seeks += 1
-                it = container.demux(stream)
                 next_pos = key
             unfed = set(wanted)
             skipped = False
@@ -507,6 +555,9 @@ def _decode_gops(
                     cc.flush_buffers()
                     skipped = False
                 if opts.skip_nonref:
+                    if droppable is not None and pts not in pending and droppable(packet):
+                        stats.packets_dropped += 1
+                        continue
                     cc.skip_frame = "DEFAULT" if pts in pending else "NONREF"
                 stats.packets_fed += 1
                 take(cc.decode(packet))
@@ -529,7 +580,44 @@ def _decode_gops(
             walk()
             while converting:
                 converting.popleft().result()
+    if held:
+        n = min(len(held), _cores())
+        convs = [conv, *(_Converter() for _ in range(n - 1))]
+        with ThreadPoolExecutor(n, thread_name_prefix="vmeta-convert") as workers:
+            for done in [workers.submit(_put_all, sink, held[i::n], convs[i]) for i in range(n)]:
+                done.result()
     return stats, pending
+
+
+def _put_all(sink: _Sink, frames: list[Any], conv: _Converter) -> None:
+    for frame in frames:
+        sink.put(frame, conv)
+
+
+def _seek_before(container, stream, idx: StreamIndex, key: int) -> Iterator[Any]:
+    """Packets from a seek that starts at or before decode-order position `key` (a keyframe).
+
+    Seeking to a keyframe's pts lands on it in MP4 and Matroska, but MPEG-TS searches by dts and lands a few
+    packets past it, where the GOP's first frames could not be decoded. Then the keyframes before it are
+    tried, and last the start of the file; the caller demuxes (without decoding) up to `key`."""
+    k = bisect.bisect_right(idx.keyframe_pos, key) - 1
+    for pos in [*reversed(idx.keyframe_pos[max(0, k - 2) : k + 1]), None]:
+        if pos is None:
+            container.seek(0, backward=True, any_frame=False)
+        else:
+            container.seek(idx.packet_pts[pos], stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        for packet in packets:
+            if packet.size == 0:
+                continue
+            pts = packet.pts if packet.pts is not None else packet.dts
+            landed = idx.pts_to_pos.get(pts)
+            if pos is None or landed is None or landed <= key:
+                return itertools.chain([packet], packets)
+            break
+        else:
+            return iter(())  # nothing after the seek point: the caller drains and reports what is missing
+    raise AssertionError("unreachable: the last attempt always returns")
 
 
 def _tag_rotation(stream) -> int:
