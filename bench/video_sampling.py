@@ -11,7 +11,8 @@ is a panning textured background with moving shapes, so the bitrate is phone-lik
 Method. For each clip every decoder runs in its own **fresh subprocess** that imports its library and records
 its resident memory (RSS from /proc/self/statm) as the baseline. All of them stay alive while the parent calls
 them in turn: `--warmup` untimed calls each (file cache, thread pools, first-call allocations), then `--runs`
-rounds of one call each, the order rotating, so a disturbance on the machine hits ours and the reference alike.
+rounds of one call each (more on short clips, until our sampler has `--min-time` seconds of timed calls), the
+order rotating, so a disturbance on the machine hits ours and the reference alike.
 Reported: the median wall time, the median CPU time (user + system, all threads: less sensitive to other load
 on the machine) and `VmHWM - baseline` (peak resident memory caused by decoding, imports excluded). "Beyond
 output" subtracts the returned frames (ours: uint8; qwen-vl-utils: float32, as it returns them).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import select
@@ -50,6 +52,7 @@ CLIP_SPECS = [  # name, width, height, gop, seconds
 ]
 COMPARE_FRAMES = 16
 PAUSE_S = 0.3
+MAX_RUNS = 40
 
 
 # --------------------------------------------------------------------------------------------- clip generation
@@ -255,14 +258,17 @@ class Worker:
                 self.error = self._last_error_line()
         return line or None
 
-    def run(self) -> None:
+    def run(self) -> float:
+        """One timed call; its wall time in seconds (0 when the worker has failed)."""
         # A pause first: thread pools of the previous call (this or another process: OpenMP workers spin for up
         # to 200 ms after a parallel region) must be asleep, or they would take cores from this call.
         time.sleep(PAUSE_S)
-        if not self.error:
-            self.proc.stdin.write("run\n")
-            self.proc.stdin.flush()
-            self._reply()
+        if self.error:
+            return 0.0
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        line = self._reply()
+        return json.loads(line)["time"] if line else 0.0
 
     def finish(self) -> dict:
         if not self.error:
@@ -280,15 +286,27 @@ class Worker:
 
 
 def run_interleaved(
-    backends: list[str], clip: Path, settings: dict, runs: int, warmup: int, tmp: Path, timeout: int
+    backends: list[str],
+    clip: Path,
+    settings: dict,
+    runs: int,
+    warmup: int,
+    tmp: Path,
+    timeout: int,
+    min_time: float = 0.0,
 ) -> dict[str, dict]:
     """Every decoder in its own live process; `warmup` untimed calls each, then `runs` rounds in which each
     decoder is called once (the order rotating), so a disturbance on the machine hits all of them alike.
+    Short clips get more rounds, up to MAX_RUNS, until every decoder has about `min_time` seconds of timed
+    calls: the median of 7 calls of 30 ms still moves by 10% from one run of the benchmark to the next.
     The times of the timed calls only are kept."""
     workers = [Worker(b, clip, settings, tmp, timeout) for b in backends]
+    fastest = float("inf")
     for w in workers:
         for _ in range(warmup):
-            w.run()
+            fastest = min(fastest, w.run() or float("inf"))
+    if min_time > 0 and fastest < float("inf"):
+        runs = max(runs, min(MAX_RUNS, math.ceil(min_time / fastest)))
     for r in range(runs):
         for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
             w.run()
@@ -326,6 +344,11 @@ def backend_unavailable(backend: str) -> str | None:
     return None
 
 
+def _secs(t: float) -> str:
+    """Three significant digits: 0.0312, not 0.03, for the short sample clips."""
+    return f"{t:.2f}" if t >= 10 else f"{t:.3g}"
+
+
 def estimate_ref_gb(clip: Path, settings: dict) -> float:
     from vmeta.video.decode import plan_for_file
     from vmeta.video.sampling import FrameSettings
@@ -342,6 +365,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the 15 s generated clips (plus the sample videos)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per (clip, decoder); the median is reported")
+    ap.add_argument(
+        "--min-time",
+        type=float,
+        default=1.0,
+        help=f"more runs (up to {MAX_RUNS}) for short clips, until each decoder has about this many seconds timed",
+    )
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per (clip, decoder) before the timed ones")
     ap.add_argument("--clips-dir", type=Path, default=None, help="where generated clips are cached")
     ap.add_argument("--backends", default="decord,torchcodec,torchvision", help="qwen-vl-utils backends to try")
@@ -392,10 +421,14 @@ def main() -> int:
     unavailable = {b: why for b in backends if (why := backend_unavailable(b))}
     for b, why in unavailable.items():
         console.print(f"[yellow]qwen-vl-utils backend {b} does not run here:[/] {why}")
-    console.print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}; runs per measurement: {args.runs}")
+    console.print(
+        f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}; runs per measurement: {args.runs} "
+        f"(more for clips faster than {args.min_time:g} s / {args.runs})"
+    )
 
     table = Table(
-        title=f"vmeta sampler vs qwen-vl-utils fetch_video (settings {settings or 'default'}; median of {args.runs})"
+        title=f"vmeta sampler vs qwen-vl-utils fetch_video (settings {settings or 'default'}; median of "
+        f"{args.runs} runs, more on short clips: ~{args.min_time:g} s of calls each)"
     )
     for col in (
         "clip",
@@ -419,7 +452,9 @@ def main() -> int:
         for clip in clips:
             need = estimate_ref_gb(clip, settings)
             refs = [b for b in backends if b not in unavailable and need <= args.max_ref_gb]
-            timed = run_interleaved(["vmeta", *refs], clip, settings, args.runs, args.warmup, tmp, args.timeout)
+            timed = run_interleaved(
+                ["vmeta", *refs], clip, settings, args.runs, args.warmup, tmp, args.timeout, args.min_time
+            )
             ours = timed["vmeta"]
             if "error" in ours:
                 table.add_row(clip.name, "-", "-", "-", "-", f"error: {ours['error']}", "", "", "", "", "", "", "")
@@ -437,10 +472,10 @@ def main() -> int:
                         b,
                         "-",
                         "-",
-                        f"{t_ours:.2f}",
+                        _secs(t_ours),
                         "n/a",
                         "-",
-                        f"{c_ours:.2f} / -",
+                        f"{_secs(c_ours)} / -",
                         "-",
                         ours_mem,
                         f"did not run: {unavailable[b][:40]}",
@@ -454,10 +489,10 @@ def main() -> int:
                         b,
                         "-",
                         "-",
-                        f"{t_ours:.2f}",
+                        _secs(t_ours),
                         f"skipped: needs ~{need:.0f} GB > {args.max_ref_gb:.0f}",
                         "-",
-                        f"{c_ours:.2f} / -",
+                        f"{_secs(c_ours)} / -",
                         "-",
                         ours_mem,
                         "-",
@@ -473,10 +508,10 @@ def main() -> int:
                         b,
                         "-",
                         "-",
-                        f"{t_ours:.2f}",
+                        _secs(t_ours),
                         f"error: {ref['error']}",
                         "-",
-                        f"{c_ours:.2f} / -",
+                        f"{_secs(c_ours)} / -",
                         "-",
                         ours_mem,
                         "-",
@@ -501,10 +536,10 @@ def main() -> int:
                     b,
                     "yes" if same else "[red]NO[/]",
                     diff,
-                    f"{t_ours:.2f}",
-                    f"{t_ref:.2f}",
+                    _secs(t_ours),
+                    _secs(t_ref),
                     f"{speed:.2f}",
-                    f"{c_ours:.2f} / {c_ref:.2f}",
+                    f"{_secs(c_ours)} / {_secs(c_ref)}",
                     f"{c_ref / c_ours:.2f}",
                     ours_mem,
                     ref_mem,
@@ -519,6 +554,9 @@ def main() -> int:
                         "mean_diff": float(d.mean()) if same else None,
                         "ours_s": t_ours,
                         "ref_s": t_ref,
+                        "runs": len(ours["times"]),
+                        "ours_times_s": ours["times"],
+                        "ref_times_s": ref["times"],
                         "ours_cpu_s": c_ours,
                         "ref_cpu_s": c_ref,
                         "speed_ratio": speed,
