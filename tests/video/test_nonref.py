@@ -149,3 +149,33 @@ def test_held_frames_convert_the_same_after_decoding(tmp_path, monkeypatch):
         v = load_video(clip, settings, decoders=1, threads=2)
         assert v.stats.frames_held == held and v.stats.frames_converted == 8
         assert np.array_equal(v.frames, plain.frames) and v.timestamps == plain.timestamps
+
+
+def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_same(tmp_path):
+    """Extra decoders open the file without FFmpeg's probe decoding, unless that changes their parameters."""
+    from types import SimpleNamespace
+
+    from vmeta.video.decode import _open, _open_like
+
+    clip = _write(tmp_path / "clip.mp4", "mp4")
+    main = _open(clip)
+    try:
+        probed = main.streams.video[0]
+        with _open_like(clip, probed) as fast:
+            assert fast.options == {"skip_frame": "all"}
+        cc = probed.codec_context
+        other = SimpleNamespace(  # a probe that found a different reorder delay
+            time_base=probed.time_base,
+            codec_context=SimpleNamespace(
+                name=cc.name, width=cc.width, height=cc.height, has_b_frames=cc.has_b_frames + 1, extradata=cc.extradata
+            ),
+        )
+        with _open_like(clip, other) as plain:
+            assert plain.options == {}
+    finally:
+        main.close()
+    # Several decoders (the extra ones opened that way) give what one decoder gives.
+    settings = FrameSettings(nframes=8)
+    one = load_video(clip, settings, decoders=1)
+    three = load_video(clip, settings, decoders=3)
+    assert three.stats.decoders == 3 and np.array_equal(one.frames, three.frames)

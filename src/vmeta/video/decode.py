@@ -157,6 +157,32 @@ def _explain_open_failure(path: Path, exc: Exception) -> UserError:
     return DecodeError(f"{path}: cannot be read as a video ({exc}); {REEXPORT_HINT}.")
 
 
+def _decoder_params(stream) -> tuple:
+    """What a decoder made from this stream starts from (the reorder delay decides which early frames it
+    would drop as out of order)."""
+    cc = stream.codec_context
+    return cc.name, cc.width, cc.height, cc.has_b_frames, bytes(cc.extradata or b""), stream.time_base
+
+
+def _open_like(path: Path, probed):
+    """Another handle on a file whose video stream `probed` was opened normally, for a second decoder.
+
+    FFmpeg's stream probing decodes frames, single-threaded, on every open: 60-90 ms for a 1080x1920 clip, paid
+    again by each decoder. This handle skips that decoding (`skip_frame=all` for the probe only; the decoder
+    we make is unaffected) and is used only when its stream gives a decoder the same parameters as `probed`;
+    otherwise the file is opened normally."""
+    import av
+
+    try:
+        container = av.open(str(path), "r", metadata_errors="ignore", options={"skip_frame": "all"})
+    except (av.error.FFmpegError, OSError, ValueError):
+        return _open(path)
+    if container.streams.video and _decoder_params(container.streams.video[0]) == _decoder_params(probed):
+        return container
+    container.close()
+    return _open(path)
+
+
 def _open(path: Path):
     import av
 
@@ -430,7 +456,7 @@ def _decode_planned(
     sink = _Sink(plan, want_pts, stream)
 
     def other_run(keys: list[int]) -> tuple[DecodeStats, set[int]]:
-        own = _open(path)
+        own = _open_like(path, stream)
         try:
             return _decode_gops(own, own.streams.video[0], idx, keys, gops, sink, opts, threads)
         finally:
