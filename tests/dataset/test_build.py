@@ -225,6 +225,21 @@ def test_same_stem_different_files_get_distinct_ids(tmp_path, videos):
     assert {r.id: r.video for r in Dataset(out).load()} == first
 
 
+def test_mpeg_ts_videos_are_matched_probed_and_sampled(tmp_path, videos):
+    """Stream recordings come as .ts: found by stem, probed, and their frames decode (the seek steps back)."""
+    from vmeta.testing.media import make_clip
+    from vmeta.video.decode import load_video
+    from vmeta.video.sampling import FrameSettings
+
+    make_clip(videos / "stream.ts", 160, 96, 30, 2.0, gop=20)
+    out = tmp_path / "ds"
+    build_dataset([write_csv(tmp_path / "s.csv", [["stream", "诙谐类", LABEL_A]])], videos, out)
+    (rec,) = Dataset(out).load()
+    assert rec.video == "../videos/stream.ts"
+    v = load_video(videos / "stream.ts", FrameSettings(nframes=4))
+    assert v.indices == [0, 20, 39, 59] and v.frames.shape[0] == 4
+
+
 def test_no_sheets_or_missing_videos_dir(tmp_path, videos):
     from vmeta.errors import UserError
 

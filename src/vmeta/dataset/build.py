@@ -23,7 +23,7 @@ from vmeta.dataset.sheets import MissingColumnError, SheetRow, read_sheet_tables
 from vmeta.errors import UserError
 from vmeta.jsonio import iter_jsonl, write_jsonl
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".m4v", ".3gp")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".m4v", ".3gp", ".ts")
 PROBE_CACHE = ".probe_cache.jsonl"
 
 REJECT_REASONS: dict[str, str] = {

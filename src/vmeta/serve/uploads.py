@@ -26,7 +26,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from vmeta.config import Settings
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers beyond the file itself
-VIDEO_EXTENSIONS = {"mp4": ".mp4", "mov": ".mov", "matroska": ".mkv", "webm": ".webm", "avi": ".avi"}
+VIDEO_EXTENSIONS = {"mp4": ".mp4", "mov": ".mov", "matroska": ".mkv", "webm": ".webm", "avi": ".avi", "mpegts": ".ts"}
 
 
 @dataclass
@@ -201,6 +201,7 @@ def video_media_type(ext: str) -> str:
         ".mkv": "video/x-matroska",
         ".webm": "video/webm",
         ".avi": "video/x-msvideo",
+        ".ts": "video/mp2t",
     }.get(ext, "application/octet-stream")
 
 
