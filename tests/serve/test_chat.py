@@ -125,6 +125,16 @@ def test_upload_range_list_delete(app, make_user, small_clip):
     assert a.get(up["url"]).status_code == 404
 
 
+def test_mpeg_ts_upload_is_stored_and_served_as_ts(app, make_user, tmp_path):
+    from vmeta.testing import media
+
+    a = make_user()
+    up = a.upload(media.make_clip(tmp_path / "live.ts", 160, 120, 10, 1.0, audio=False)).json()
+    (stored,) = (app.state.vmeta.uploads_dir / a.user_id).iterdir()
+    assert stored.suffix == ".ts"
+    assert a.get(up["url"]).headers["content-type"] == "video/mp2t"
+
+
 def test_duration_and_resolution_limits(app, make_user, small_clip):
     a = make_user()
     s = app.state.vmeta.settings
