@@ -7,7 +7,6 @@ decoding every packet.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,23 +71,10 @@ def test_reader_keeps_what_it_cannot_read():
     assert nonref_test(_stream(extradata=b"\x02junk")) is None
 
 
-def _write(path, container_format: str, frames: int = 60, gop: int = 20):
-    import av
-
-    with av.open(str(path), "w", format=container_format) as c:
-        vs = c.add_stream("h264", rate=Fraction(30))
-        vs.width, vs.height, vs.pix_fmt = 160, 96, "yuv420p"
-        vs.options = {"preset": "veryfast", "crf": "18", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        for i in range(frames):
-            img = np.full((96, 160, 3), (i * 37) % 200 + 20, np.uint8)
-            img[:, (i * 5) % 140 : (i * 5) % 140 + 16] = (255, 0, 0)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode(None):
-            c.mux(p)
-    return path
+def _write(clip_tools, path):
+    """60 frames, 160x96, GOP 20, B-frames; the container follows the file name (.mp4, .mkv, .ts)."""
+    write_clip, numbered_frame = clip_tools
+    return write_clip(path, (numbered_frame(i, 160, 96) for i in range(60)), 30, gop=20)
 
 
 def _every_frame(path, indices, size):
@@ -103,9 +89,9 @@ def _every_frame(path, indices, size):
     ).transpose(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize(("ext", "fmt"), [("mp4", "mp4"), ("mkv", "matroska"), ("ts", "mpegts")])
-def test_dropping_changes_no_pixel_in_any_container(tmp_path, ext, fmt):
-    clip = _write(tmp_path / f"clip.{ext}", fmt)
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "ts"])
+def test_dropping_changes_no_pixel_in_any_container(tmp_path, clip_tools, ext):
+    clip = _write(clip_tools, tmp_path / f"clip.{ext}")
     settings = FrameSettings(nframes=8)
     plain = load_video(clip, settings, skip_nonref=False, decoders=1, threads=1)
     assert plain.stats.packets_dropped == 0
@@ -132,11 +118,11 @@ def test_sample_videos_are_bit_identical_with_and_without_dropping(sample_videos
     assert dropped > 0
 
 
-def test_held_frames_convert_the_same_after_decoding(tmp_path, monkeypatch):
+def test_held_frames_convert_the_same_after_decoding(tmp_path, clip_tools, monkeypatch):
     """A lone decoder with frame threads keeps wanted frames (up to HOLD_BYTES) and converts them at the end."""
     from vmeta.video import decode
 
-    clip = _write(tmp_path / "clip.mp4", "mp4")
+    clip = _write(clip_tools, tmp_path / "clip.mp4")
     settings = FrameSettings(nframes=8)
     plain = load_video(clip, settings, decoders=1, threads=1)
     assert plain.stats.frames_held == 0  # one thread decoding: a second one converts alongside
@@ -151,13 +137,13 @@ def test_held_frames_convert_the_same_after_decoding(tmp_path, monkeypatch):
         assert np.array_equal(v.frames, plain.frames) and v.timestamps == plain.timestamps
 
 
-def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_same(tmp_path):
+def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_same(tmp_path, clip_tools):
     """Extra decoders open the file without FFmpeg's probe decoding, unless that changes their parameters."""
     from types import SimpleNamespace
 
     from vmeta.video.decode import _open, _open_like
 
-    clip = _write(tmp_path / "clip.mp4", "mp4")
+    clip = _write(clip_tools, tmp_path / "clip.mp4")
     main = _open(clip)
     try:
         probed = main.streams.video[0]
