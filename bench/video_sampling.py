@@ -11,8 +11,8 @@ is a panning textured background with moving shapes, so the bitrate is phone-lik
 Method. For each clip every decoder runs in its own **fresh subprocess** that imports its library and records
 its resident memory (RSS from /proc/self/statm) as the baseline. All of them stay alive while the parent calls
 them in turn: `--warmup` untimed calls each (file cache, thread pools, first-call allocations), then `--runs`
-rounds of one call each (more on short clips, until our sampler has `--min-time` seconds of timed calls), the
-order rotating, so a disturbance on the machine hits ours and the reference alike.
+rounds of one call each (more on short clips, until the fastest decoder has `--min-time` seconds of timed
+calls), the order rotating, so a disturbance on the machine hits ours and the reference alike.
 Reported: the median wall time, the median CPU time (user + system, all threads: less sensitive to other load
 on the machine) and `VmHWM - baseline` (peak resident memory caused by decoding, imports excluded). "Beyond
 output" subtracts the returned frames (ours: uint8; qwen-vl-utils: float32, as it returns them).
@@ -297,8 +297,8 @@ def run_interleaved(
 ) -> dict[str, dict]:
     """Every decoder in its own live process; `warmup` untimed calls each, then `runs` rounds in which each
     decoder is called once (the order rotating), so a disturbance on the machine hits all of them alike.
-    Short clips get more rounds, up to MAX_RUNS, until every decoder has about `min_time` seconds of timed
-    calls: the median of 7 calls of 30 ms still moves by 10% from one run of the benchmark to the next.
+    Short clips get more rounds, up to MAX_RUNS, until the fastest decoder has about `min_time` seconds of
+    timed calls: the median of 7 calls of 30 ms still moves by 10% from one run of the benchmark to the next.
     The times of the timed calls only are kept."""
     workers = [Worker(b, clip, settings, tmp, timeout) for b in backends]
     fastest = float("inf")
@@ -369,7 +369,7 @@ def main() -> int:
         "--min-time",
         type=float,
         default=1.0,
-        help=f"more runs (up to {MAX_RUNS}) for short clips, until each decoder has about this many seconds timed",
+        help=f"more runs (up to {MAX_RUNS}) for short clips, until the fastest decoder has this many seconds timed",
     )
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per (clip, decoder) before the timed ones")
     ap.add_argument("--clips-dir", type=Path, default=None, help="where generated clips are cached")

@@ -120,14 +120,14 @@ def test_sample_videos_are_bit_identical_with_and_without_dropping(sample_videos
 
 def test_held_frames_convert_the_same_after_decoding(tmp_path, clip_tools, monkeypatch):
     """A lone decoder with frame threads keeps wanted frames (up to HOLD_BYTES) and converts them at the end."""
+    import av
+
     from vmeta.video import decode
 
     clip = _write(clip_tools, tmp_path / "clip.mp4")
     settings = FrameSettings(nframes=8)
     plain = load_video(clip, settings, decoders=1, threads=1)
     assert plain.stats.frames_held == 0  # one thread decoding: a second one converts alongside
-    import av
-
     with av.open(str(clip)) as c:  # a decoded frame's buffers, row padding included
         frame_bytes = sum(plane.buffer_size for plane in next(c.decode(video=0)).planes)
     for budget, held in ((0, 0), (3 * frame_bytes, 3), (1 << 30, 8)):
@@ -139,8 +139,6 @@ def test_held_frames_convert_the_same_after_decoding(tmp_path, clip_tools, monke
 
 def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_same(tmp_path, clip_tools):
     """Extra decoders open the file without FFmpeg's probe decoding, unless that changes their parameters."""
-    from types import SimpleNamespace
-
     from vmeta.video.decode import _open, _open_like
 
     clip = _write(clip_tools, tmp_path / "clip.mp4")

@@ -311,9 +311,9 @@ def load_video(
     `decoders`: decoders working on different GOPs at once, each in its own thread with its own file handle
     (0 = AUTO_DECODERS; never more than the GOPs to decode). `threads`: FFmpeg threads per decoder
     (0 = one per core when one decoder does everything, fewer on small pictures; 1 when several share the
-    cores). `seek_gap`: when the
-    next GOP to decode starts fewer than this many packets ahead, reach it by demuxing (reading packets
-    without decoding them) instead of seeking. `cache`: a `vmeta.video.cache.FrameCache` to read/write.
+    cores). `seek_gap`: when the next GOP to decode starts fewer than this many packets ahead, reach it by
+    demuxing (reading packets without decoding them) instead of seeking. `cache`: a
+    `vmeta.video.cache.FrameCache` to read/write.
     """
     settings = settings or FrameSettings()
     path = Path(path)
