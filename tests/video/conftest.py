@@ -31,23 +31,31 @@ def qwen_vp():
 
 
 def write_clip(
-    path: Path, frames, fps: int = 30, gop: int | None = None, rotation: int = 0, bframes: bool = True
+    path: Path,
+    frames,
+    fps: int = 30,
+    gop: int | None = None,
+    rotation: int = 0,
+    bframes: bool = True,
+    codec: str = "h264",
+    options: dict[str, str] | None = None,
 ) -> Path:
-    """Encode an iterable of RGB frames (H, W, 3) as H.264 (B-frames on unless told otherwise)."""
+    """Encode an iterable of RGB frames (H, W, 3) as H.264 (B-frames on unless told otherwise); another
+    `codec` takes its encoder `options` instead of the H.264 ones."""
     import av
 
     frames = iter(frames)
     first = next(frames)
     h, w = first.shape[:2]
     with av.open(str(path), "w") as container:
-        vs = container.add_stream("h264", rate=Fraction(fps))
+        vs = container.add_stream(codec, rate=Fraction(fps))
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         opts = {"preset": "veryfast", "crf": "18"}
         if not bframes:
             opts["bf"] = "0"
         if gop:
             opts |= {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        vs.options = opts
+        vs.options = opts if options is None else options
         if rotation:
             vs.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
         for i, img in enumerate(_chain(first, frames)):

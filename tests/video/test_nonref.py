@@ -163,3 +163,21 @@ def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_sa
     one = load_video(clip, settings, decoders=1)
     three = load_video(clip, settings, decoders=3)
     assert three.stats.decoders == 3 and np.array_equal(one.frames, three.frames)
+
+
+def test_hevc_frames_match_a_plain_decode(tmp_path, clip_tools):
+    """Phones record HEVC: its non-reference pictures are left to the decoder's skip_frame (dropping them
+    before the decoder measured no faster there), and the sampled frames are those of a plain decode."""
+    write_clip, numbered_frame = clip_tools
+    x265 = {"preset": "fast", "crf": "22", "x265-params": "keyint=20:bframes=3:log-level=error"}
+    clip = write_clip(
+        tmp_path / "phone.mp4", (numbered_frame(i, 160, 96) for i in range(60)), 30, codec="libx265", options=x265
+    )
+    settings = FrameSettings(nframes=8)
+    plain = load_video(clip, settings, skip_nonref=False, decoders=1, threads=1)
+    for decoders, threads in ((1, 1), (1, 2), (4, 1)):
+        v = load_video(clip, settings, decoders=decoders, threads=threads)
+        assert v.stats.frames_out < plain.stats.frames_out  # the decoder skipped the B-frames nobody wants
+        assert np.array_equal(v.frames, plain.frames) and v.timestamps == plain.timestamps
+    truth = _every_frame(clip, plain.indices, plain.size)
+    assert np.abs(truth.astype(np.int16) - plain.frames).max() <= 4
