@@ -57,3 +57,32 @@ def test_every_translation_fills_from_its_pattern():
     ) == ("视频超过了 200 MiB 的上限，请发送更短或更小的文件。")
     assert error_text.localize("wrong e-mail or password.", "en") == "wrong e-mail or password."
     assert error_text.localize("wrong e-mail or password.", None) == "wrong e-mail or password."
+
+
+def test_errors_inside_a_streamed_answer_in_chinese(make_user, echo_engine, monkeypatch):
+    from serve_helpers import sse_events
+
+    from vmeta.serve.engine_api import EngineError
+
+    failure: list[Exception] = [EngineError("the video clip.mp4 cannot be read (ValueError).")]
+
+    async def failing(request):
+        raise failure[0]
+        yield  # an async generator, like the engine's
+
+    monkeypatch.setattr(echo_engine, "stream", failing)
+    a = make_user()
+    cid = a.conversation()
+    ev = sse_events(a.post(f"/api/conversations/{cid}/messages", json={"text": "hi"}, headers=ZH))
+    assert ev["error"][0]["detail"] == "视频“clip.mp4”无法读取（ValueError），请重新导出为 H.264 MP4 后再试。"
+    assert a.say(cid, "again")["error"][0]["detail"] == "the video clip.mp4 cannot be read (ValueError)."
+    failure[0] = RuntimeError("engine bug")
+    ev = sse_events(a.post(f"/api/conversations/{cid}/messages", json={"text": "hi"}, headers=ZH))
+    assert ev["error"][0]["detail"] == "模型未能回答（RuntimeError），请重试或换一个模型。"
+    # stored in English (API clients, exports and logs read it); the page reloading the history gets Chinese
+    answers = [m for m in a.get(f"/api/conversations/{cid}").json()["messages"] if m["role"] == "assistant"]
+    assert answers[0]["status"] == "error"
+    assert answers[0]["timings"]["error"] == "the video clip.mp4 cannot be read (ValueError)."
+    answers = [m for m in a.get(f"/api/conversations/{cid}", headers=ZH).json()["messages"] if m["role"] == "assistant"]
+    assert answers[0]["timings"]["error"] == "视频“clip.mp4”无法读取（ValueError），请重新导出为 H.264 MP4 后再试。"
+    assert answers[2]["timings"]["error"] == "模型未能回答（RuntimeError），请重试或换一个模型。"

@@ -49,6 +49,18 @@ _ZH_SENTENCES: tuple[tuple[str, str], ...] = (
         r"'(?P<f>.+)' is (?P<wh>\d+x\d+); the largest frame accepted is (?P<px>[\d,]+) pixels .*",
         "“{f}”分辨率为 {wh}，单帧最多 {px} 像素，请缩小后重试。",
     ),
+    # ...and the errors that arrive inside a streamed answer (`event: error`)
+    (r"the video (?P<f>.+) cannot be found; upload it again\.", "找不到视频“{f}”，请重新上传。"),
+    (
+        r"the video (?P<f>.+) cannot be read \((?P<why>\w+)\)\.",
+        "视频“{f}”无法读取（{why}），请重新导出为 H.264 MP4 后再试。",
+    ),
+    (r"the image (?P<f>.+) cannot be found; upload it again\.", "找不到图片“{f}”，请重新上传。"),
+    (r"the image (?P<f>.+) cannot be read as a picture; .*", "图片“{f}”无法读取，请上传 PNG、JPEG 或 WebP 图片。"),
+    (r"the model failed to answer \((?P<e>\w+)\); .*", "模型未能回答（{e}），请重试或换一个模型。"),
+    (r"the model server is shutting down; .*", "模型服务正在关闭，请稍后再试。"),
+    (r"model '(?P<m>.+)' cannot be used on this server: (?P<why>.+)\.", "模型“{m}”在本服务器上不可用：{why}。"),
+    (r"model '(?P<m>.+)' could not be loaded: (?P<why>.+)\.", "模型“{m}”加载失败：{why}。"),
     (
         r"invalid request — (?:new_)?password: String should have at least (?P<n>\d+) characters\.",
         "密码至少需要 {n} 个字符。",

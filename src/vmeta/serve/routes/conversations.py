@@ -31,6 +31,7 @@ from vmeta.serve import schemas
 from vmeta.serve.deps import DB, Caller, CurrentUser, InferenceEngine, ServeState, State, in_db
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
 from vmeta.serve.tables import Conversation, Message, Upload, Usage, utcnow
+from vmeta.web.error_text import LANG_HEADER, localize
 
 router = APIRouter(tags=["conversations"])
 
@@ -198,7 +199,13 @@ def create_conversation(body: schemas.ConversationIn, db: DB, user: CurrentUser)
 @router.get("/api/conversations/{conversation_id}", response_model=schemas.ConversationDetail)
 async def get_conversation(conversation_id: str, request: Request) -> Response:
     """The conversation with all its messages (assistant messages carry model, adapter and timings)."""
-    return _json(await in_db(request, conversation_detail, conversation_id))
+    out = await in_db(request, conversation_detail, conversation_id)
+    lang = request.headers.get(LANG_HEADER)
+    if lang:  # a failed answer's stored (English) error, in the page's language
+        for m in out["messages"]:
+            if m["timings"].get("error"):
+                m["timings"]["error"] = localize(m["timings"]["error"], lang)
+    return _json(out)
 
 
 @router.patch("/api/conversations/{conversation_id}", response_model=schemas.ConversationOut)
@@ -326,7 +333,13 @@ def _ms(s: float | None) -> float | None:
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: start, queued, token, done, error"}},
 )
 def post_message(
-    conversation_id: str, body: schemas.MessageIn, db: DB, state: State, user: CurrentUser, engine: InferenceEngine
+    conversation_id: str,
+    body: schemas.MessageIn,
+    db: DB,
+    state: State,
+    user: CurrentUser,
+    engine: InferenceEngine,
+    http: Request,
 ) -> Response:
     """Send a user message (text and/or uploaded videos) and stream the answer as Server-Sent Events."""
     t0 = time.perf_counter()
@@ -366,6 +379,7 @@ def post_message(
         request_id=user_msg.id,
     )
     user_id, conv_id, user_msg_id = user.id, conv.id, user_msg.id
+    lang = http.headers.get(LANG_HEADER)  # the stored error stays English; the page reads it in its language
 
     async def events():
         pieces: list[str] = []
@@ -398,7 +412,7 @@ def post_message(
             )
             stored = True
             if error:
-                yield sse("error", {"detail": error, "message_id": msg_id})
+                yield sse("error", {"detail": localize(error, lang), "message_id": msg_id})
             else:
                 yield sse("done", _done_payload(msg_id, model, done, t0, first_at, end))
         finally:
