@@ -311,6 +311,13 @@ def test_api_stale_label_is_409(client, ds):
     res = client.post("/api/items/r002/decision", json={"action": "accept", "expected_label": GOOD2})
     assert res.status_code == 409 and "changed since you loaded it" in res.json()["detail"]
     assert ds.records_path.read_bytes() == records_before and len(audit(ds)) == 1
+    # the page sends its language: the same refusal in Chinese, naming the record
+    zh = {"X-Vmeta-Lang": "zh"}
+    res = client.post("/api/items/r002/decision", json={"action": "accept", "expected_label": GOOD2}, headers=zh)
+    assert res.status_code == 409 and res.json()["detail"].startswith("记录“r002”在您打开之后已被修改")
+    res = client.post("/api/items/r003/decision", json={"action": "edit", "text": ""}, headers=zh)
+    assert res.json()["detail"] == "记录“r003”：编辑需要填写新的标签文本。"
+    assert ds.records_path.read_bytes() == records_before
 
 
 def test_token_and_origin_required(client, ds):

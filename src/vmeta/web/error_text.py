@@ -12,7 +12,7 @@ import re
 
 LANG_HEADER = "x-vmeta-lang"
 
-# The sentences a person meets on the chat page: accounts, uploads, conversations.
+# The sentences a person meets on the chat and review pages: accounts, uploads, conversations, review decisions.
 _ZH_SENTENCES: tuple[tuple[str, str], ...] = (
     (r"wrong e-mail or password\.", "邮箱或密码错误。"),
     (r"'(?P<email>.+)' is already registered; log in instead\.", "“{email}”已经注册，请直接登录。"),
@@ -25,7 +25,7 @@ _ZH_SENTENCES: tuple[tuple[str, str], ...] = (
     (r"log in first \(or start a guest session\).*", "请先登录，或以访客身份开始。"),
     (r"guests cannot do this; .*", "访客不能使用此功能，注册后即可使用，对话也会保留。"),
     (r"administrators only\.", "仅限管理员。"),
-    (r"missing or wrong X-CSRF-Token header; .*", "页面已过期，请刷新后重试。"),
+    (r"missing or wrong X-[\w-]+ header; .*", "页面已过期，请刷新后重试。"),
     (r"cross-site request refused; .*", "已拒绝跨站请求，请使用本服务器提供的页面。"),
     (r"no such conversation\.", "找不到这个对话。"),
     (r"no such message\.", "找不到这条消息。"),
@@ -48,6 +48,21 @@ _ZH_SENTENCES: tuple[tuple[str, str], ...] = (
     (
         r"'(?P<f>.+)' is (?P<wh>\d+x\d+); the largest frame accepted is (?P<px>[\d,]+) pixels .*",
         "“{f}”分辨率为 {wh}，单帧最多 {px} 像素，请缩小后重试。",
+    ),
+    # the review page (`vmeta data review`)
+    (
+        r"record '(?P<id>[^']+)' changed since you loaded it .*",
+        "记录“{id}”在您打开之后已被修改（可能是改写任务或其他审核人），本次未保存；请重新加载后再决定。",
+    ),
+    (
+        r"record '(?P<id>[^']+)': an edit needs the new label text; it was empty\.",
+        "记录“{id}”：编辑需要填写新的标签文本。",
+    ),
+    (r"no record with id '(?P<id>[^']+)'.*; check the id .*", "找不到 id 为“{id}”的记录，请检查 id。"),
+    (r"no record with id '(?P<id>[^']+)', so no video\.", "找不到 id 为“{id}”的记录，因此没有视频。"),
+    (
+        r"the video of record '(?P<id>[^']+)' \((?P<v>.+)\) is missing on disk\.",
+        "记录“{id}”的视频（{v}）在磁盘上不存在。",
     ),
     # ...and the errors that arrive inside a streamed answer (`event: error`)
     (r"the video (?P<f>.+) cannot be found; upload it again\.", "找不到视频“{f}”，请重新上传。"),
