@@ -132,6 +132,36 @@ def test_closing_the_stream_stops_generation(loaded, clips):
     assert time.perf_counter() - t < 5
 
 
+def test_cancel_stops_the_prompt_pass_within_one_layer(loaded, clips):
+    """A client that goes away while a long video is being read (prefill) stops it at the next layer."""
+    import threading
+
+    import torch
+
+    cancel = threading.Event()
+    seen: list[object] = []
+
+    def spy(module, args):  # registered before generate_stream's own checks, so it runs first
+        seen.append(module)
+        if len(seen) == 3:  # part-way through the vision blocks of the prompt's forward pass
+            cancel.set()
+
+    layers = [layer for m in loaded.model.modules() if isinstance(m, torch.nn.ModuleList) for layer in m]
+    assert len(layers) > 3
+    handles = [layer.register_forward_pre_hook(spy) for layer in layers]
+    try:
+        pieces = list(generate_stream(loaded, _ask(clips[0]), GEN, cancel=cancel))
+    finally:
+        for h in handles:
+            h.remove()
+    assert pieces == []  # no text and no stats: the stream just ends
+    assert len(seen) == 3  # the third layer never ran, nor anything after it
+    # the checks are gone afterwards: the next answer is whole
+    assert isinstance(list(generate_stream(loaded, _ask(clips[0]), GEN))[-1], GenerationStats)
+    cancel.set()  # set before the call: nothing runs
+    assert list(generate_stream(loaded, _ask(clips[0]), GEN, cancel=cancel)) == []
+
+
 def test_unreadable_video_is_a_user_error(loaded, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 10)

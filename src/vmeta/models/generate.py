@@ -6,7 +6,8 @@ web app and the OpenAI-compatible API. Nothing else calls ``model.generate``.
 - :func:`generate_stream` yields ``str`` pieces as they are produced, then one :class:`GenerationStats`
   (time to first token, total time, prompt/new tokens, tokens/s, the frames each video contributed).
   Generation runs in a background thread feeding transformers' ``TextIteratorStreamer``; closing the
-  iterator early (a client that went away) stops generation at the next token.
+  iterator early or setting its ``cancel`` event (a client that went away) stops generation within one
+  layer, also during the prompt's forward pass (a long video).
 - :func:`generate` consumes the stream and returns a :class:`Result`.
 - Calls on the same :class:`LoadedModel` are serialised by its ``lock`` (Qwen-VL models keep per-generation
   state such as ``rope_deltas`` on the module, so two concurrent ``generate`` calls would corrupt each other).
@@ -21,11 +22,12 @@ Messages are OpenAI/Qwen style: ``{"role": "system"|"user"|"assistant", "content
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -446,15 +448,45 @@ class _StepClock:
         pass
 
 
-def _stop_criteria(event: threading.Event):  # type: ignore[no-untyped-def]
+def _stop_criteria(stopped: Callable[[], bool]):  # type: ignore[no-untyped-def]
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Cancel(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+            return torch.full((input_ids.shape[0],), stopped(), dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([_Cancel()])
+
+
+class _Cancelled(Exception):
+    """Raised inside the model's forward pass once generation is cancelled (see _layer_checks)."""
+
+
+@contextlib.contextmanager
+def _layer_checks(model, stopped: Callable[[], bool]):  # type: ignore[no-untyped-def]
+    """Ask `stopped` before every layer (each module held in a ModuleList: decoder layers, vision blocks).
+
+    A stopping criterion is only asked between tokens; the prompt's forward pass — a long video is thousands
+    of tokens and seconds of compute — would run to its end first. A pre-hook per layer costs ~1 µs per layer
+    call and lets a client that went away stop it within one layer."""
+    import torch
+
+    def check(module, args):  # type: ignore[no-untyped-def]
+        if stopped():
+            raise _Cancelled
+
+    handles = [
+        layer.register_forward_pre_hook(check)
+        for module in model.modules()
+        if isinstance(module, torch.nn.ModuleList)
+        for layer in module
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _new_token_count(row, eos: set[int]) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -471,8 +503,12 @@ def generate_stream(
     messages: Sequence[dict[str, Any]],
     gen: GenerationSettings | None = None,
     frames: FrameSettings | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[Piece]:
-    """Yield the answer as text pieces while it is generated, then one :class:`GenerationStats`."""
+    """Yield the answer as text pieces while it is generated, then one :class:`GenerationStats`.
+
+    `cancel`: set from any thread to stop — within one layer, also while the prompt (video) is being read;
+    the stream then ends without stats. Closing the stream does the same."""
     import torch
     from transformers import TextIteratorStreamer
 
@@ -485,20 +521,26 @@ def generate_stream(
     cfg = _generation_config(loaded, gen)
     tok = getattr(loaded.processor, "tokenizer", loaded.processor)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    cancel = threading.Event()
+    closed = threading.Event()  # the consumer stopped reading (the caller's `cancel` is theirs to set)
+
+    def stopped() -> bool:
+        return closed.is_set() or (cancel is not None and cancel.is_set())
+
     box: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            with loaded.lock, torch.inference_mode():
+            with loaded.lock, torch.inference_mode(), _layer_checks(loaded.model, stopped):
                 _seed(gen)
                 box["out"] = loaded.model.generate(
-                    **inputs, generation_config=cfg, streamer=streamer, stopping_criteria=_stop_criteria(cancel)
+                    **inputs, generation_config=cfg, streamer=streamer, stopping_criteria=_stop_criteria(stopped)
                 )
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
             streamer.end()
 
+    if stopped():  # cancelled while the video was decoded
+        return
     t_gen = time.perf_counter()
     thread = threading.Thread(target=run, name="vmeta-generate", daemon=True)
     thread.start()
@@ -511,13 +553,15 @@ def generate_stream(
                 ttft = time.perf_counter() - t0
             yield text
         thread.join()
+        if isinstance(box.get("error"), _Cancelled):
+            return
         if "error" in box:
             raise box["error"]
         t_end = time.perf_counter()
         out = box["out"]
         seq = out.sequences if hasattr(out, "sequences") else out
         n_new, reason = _new_token_count(seq[0, prompt_len:], _eos_ids(cfg))
-        if cancel.is_set():
+        if stopped():
             reason = "cancelled"
         gen_s = t_end - t_gen
         yield GenerationStats(
@@ -534,7 +578,7 @@ def generate_stream(
             adapter=loaded.adapter,
         )
     finally:
-        cancel.set()  # a consumer that stopped early: end generation at the next token
+        closed.set()  # a consumer that stopped early: end generation at the next layer
         thread.join()
 
 

@@ -19,7 +19,8 @@ How it works:
   default 1: loading another evicts the least recently used one). The base stays loaded.
 - **Queue positions**: a waiting client receives ``Queued(position)`` on arrival and whenever it moves up.
 - **Cancellation**: a consumer that stops iterating (a client that went away) marks its job cancelled; a waiting
-  job leaves the queue at once, a running one stops at its next token and the worker moves on.
+  job leaves the queue at once, a running one stops within one layer (also while its video is being read) and
+  the worker moves on.
 - Generation goes through :func:`vmeta.models.generate.generate_stream` (the one generation function).
 """
 
@@ -425,7 +426,7 @@ class LocalEngine:
         cancelled = False
         try:
             with ctx:
-                it = generate_stream(loaded, req.messages, gen)
+                it = generate_stream(loaded, req.messages, gen, cancel=job.cancel)
                 try:
                     for piece in it:
                         if isinstance(piece, GenerationStats):
