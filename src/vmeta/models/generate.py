@@ -508,7 +508,8 @@ def generate_stream(
     """Yield the answer as text pieces while it is generated, then one :class:`GenerationStats`.
 
     `cancel`: set from any thread to stop — within one layer, also while the prompt (video) is being read;
-    the stream then ends without stats. Closing the stream does the same."""
+    the stream then ends, without stats if it stopped inside a forward pass, else with stats whose finish
+    reason is "cancelled". Closing the stream does the same."""
     import torch
     from transformers import TextIteratorStreamer
 

@@ -208,7 +208,7 @@ def index_stream(container, stream) -> StreamIndex:
         if size == 0:
             continue
         video_bytes += size
-        pts = packet.pts if packet.pts is not None else packet.dts
+        pts = _pts(packet)
         if pts is None:
             raise ValueError("packet without timestamps")
         if packet.is_keyframe:
@@ -534,8 +534,8 @@ def _decode_gops(
             if frame.pts in pending:
                 pending.discard(frame.pts)
                 stats.frames_converted += 1
-                size = sum(plane.buffer_size for plane in frame.planes)
-                if size <= hold_left:
+                size = sum(plane.buffer_size for plane in frame.planes) if hold_left else None
+                if size is not None and size <= hold_left:
                     hold_left -= size
                     held.append(frame)
                     stats.frames_held += 1
@@ -570,7 +570,7 @@ def _decode_gops(
             for packet in it:
                 if packet.size == 0:
                     continue
-                pts = packet.pts if packet.pts is not None else packet.dts
+                pts = _pts(packet)
                 pos = idx.pts_to_pos.get(pts)
                 if pos is not None:
                     next_pos = pos + 1
@@ -627,23 +627,21 @@ def _seek_before(container, stream, idx: StreamIndex, key: int) -> Iterator[Any]
     packets past it, where the GOP's first frames could not be decoded. Then the keyframes before it are
     tried, and last the start of the file; the caller demuxes (without decoding) up to `key`."""
     k = bisect.bisect_right(idx.keyframe_pos, key) - 1
-    for pos in [*reversed(idx.keyframe_pos[max(0, k - 2) : k + 1]), None]:
-        if pos is None:
-            container.seek(0, backward=True, any_frame=False)
-        else:
-            container.seek(idx.packet_pts[pos], stream=stream, backward=True, any_frame=False)
+    for pos in reversed(idx.keyframe_pos[max(0, k - 2) : k + 1]):
+        container.seek(idx.packet_pts[pos], stream=stream, backward=True, any_frame=False)
         packets = container.demux(stream)
-        for packet in packets:
-            if packet.size == 0:
-                continue
-            pts = packet.pts if packet.pts is not None else packet.dts
-            landed = idx.pts_to_pos.get(pts)
-            if pos is None or landed is None or landed <= key:
-                return itertools.chain([packet], packets)
-            break
-        else:
+        first = next((p for p in packets if p.size), None)
+        if first is None:
             return iter(())  # nothing after the seek point: the caller drains and reports what is missing
-    raise AssertionError("unreachable: the last attempt always returns")
+        landed = idx.pts_to_pos.get(_pts(first))
+        if landed is None or landed <= key:
+            return itertools.chain([first], packets)
+    container.seek(0, backward=True, any_frame=False)
+    return container.demux(stream)
+
+
+def _pts(packet) -> int | None:
+    return packet.pts if packet.pts is not None else packet.dts
 
 
 def _tag_rotation(stream) -> int:

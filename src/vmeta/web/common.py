@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmeta.errors import UserError
-from vmeta.web.error_text import LANG_HEADER, localize
+from vmeta.web.error_text import localize_for
 
 STATIC_DIR = Path(__file__).with_name("static")
 LANGUAGES: tuple[str, ...] = ("zh", "en")
@@ -201,8 +201,8 @@ def install_error_handlers(app: FastAPI, status_for: dict[type[Exception], int] 
     (most specific first); other UserErrors are 400."""
     table = dict(status_for or {})
 
-    def said(request: Request, detail: str) -> dict[str, str]:  # in the page's language (error_text)
-        return {"detail": localize(detail, request.headers.get(LANG_HEADER))}
+    def said(request: Request, detail: str) -> dict[str, str]:
+        return {"detail": localize_for(request, detail)}
 
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         status = next((code for cls, code in table.items() if isinstance(exc, cls)), 400)

@@ -9,6 +9,7 @@ not in the table stays English, so a new error is never lost, only untranslated.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 LANG_HEADER = "x-vmeta-lang"
 
@@ -98,3 +99,8 @@ def localize(detail: str, lang: str | None) -> str:
         if m:
             return text.format(**{k: words.get(v, v) for k, v in m.groupdict().items()})
     return detail
+
+
+def localize_for(request: Any, detail: str) -> str:
+    """`detail` in the language the request asks for (`X-Vmeta-Lang`), English without the header."""
+    return localize(detail, request.headers.get(LANG_HEADER))

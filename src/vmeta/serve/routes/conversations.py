@@ -31,7 +31,7 @@ from vmeta.serve import schemas
 from vmeta.serve.deps import DB, Caller, CurrentUser, InferenceEngine, ServeState, State, in_db
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
 from vmeta.serve.tables import Conversation, Message, Upload, Usage, utcnow
-from vmeta.web.error_text import LANG_HEADER, localize
+from vmeta.web.error_text import localize_for
 
 router = APIRouter(tags=["conversations"])
 
@@ -200,11 +200,9 @@ def create_conversation(body: schemas.ConversationIn, db: DB, user: CurrentUser)
 async def get_conversation(conversation_id: str, request: Request) -> Response:
     """The conversation with all its messages (assistant messages carry model, adapter and timings)."""
     out = await in_db(request, conversation_detail, conversation_id)
-    lang = request.headers.get(LANG_HEADER)
-    if lang:  # a failed answer's stored (English) error, in the page's language
-        for m in out["messages"]:
-            if m["timings"].get("error"):
-                m["timings"]["error"] = localize(m["timings"]["error"], lang)
+    for m in out["messages"]:  # a failed answer's stored (English) error, in the page's language
+        if m["timings"].get("error"):
+            m["timings"]["error"] = localize_for(request, m["timings"]["error"])
     return _json(out)
 
 
@@ -379,7 +377,6 @@ def post_message(
         request_id=user_msg.id,
     )
     user_id, conv_id, user_msg_id = user.id, conv.id, user_msg.id
-    lang = http.headers.get(LANG_HEADER)  # the stored error stays English; the page reads it in its language
 
     async def events():
         pieces: list[str] = []
@@ -412,7 +409,8 @@ def post_message(
             )
             stored = True
             if error:
-                yield sse("error", {"detail": localize(error, lang), "message_id": msg_id})
+                # stored in English (above); sent in the page's language
+                yield sse("error", {"detail": localize_for(http, error), "message_id": msg_id})
             else:
                 yield sse("done", _done_payload(msg_id, model, done, t0, first_at, end))
         finally:
