@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="CORS origins for /v1; empty = CORS off.")
     default_chat_model: str | None = Field(None, description="Model preselected in the page; default: first listed.")
     max_new_tokens: int = Field(512, description="Default answer length limit.")
+    cpu_video_max_pixels: int = Field(
+        256 * 256,
+        description="Pixels per frame the base model reads on a CPU (the training budget of configs/qwen2-vl-2b); "
+        "fine-tuned variants always read the frames they were trained on, and GPUs the model's defaults.",
+    )
+    prompt_cache_mb: int = Field(
+        2048,
+        description="Memory for the model state of prompts already read (a follow-up question reads only its own "
+        "words); 0 turns the cache off.",
+    )
     # Argon2id cost. Lower ONLY in tests (tests/serve/conftest.py); production keeps pwdlib's recommended values.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

@@ -34,3 +34,22 @@ def tiny_data_dir(tmp_path_factory, tiny_model_dir):
 def video_4x56() -> np.ndarray:
     """A 4-frame 56x56 RGB uint8 video (T, H, W, C)."""
     return np.random.RandomState(0).randint(0, 256, size=(4, 56, 56, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def lively_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with larger random weights (std 0.2), so greedy answers vary with the prompt instead of
+    repeating one token: output equality then says something. Read-only."""
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    out = tmp_path_factory.mktemp("models") / "lively"
+    shutil.copytree(tiny_model_dir, out)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(out))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    model.save_pretrained(str(out))
+    return out

@@ -27,13 +27,16 @@ import copy
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vmeta.errors import UserError
 from vmeta.models.load import LoadedModel
+from vmeta.models.prompt_cache import PromptCache, read_prompt
 from vmeta.models.registry import ModelSpec
 from vmeta.video.sampling import FrameSettings
 
@@ -149,6 +152,8 @@ class GenerationStats:
     finish_reason: str  # "stop" (end-of-turn token) | "length" (max_new_tokens) | "cancelled"
     frames: list[dict[str, Any]] = field(default_factory=list)  # one entry per video, in order
     frame_settings: dict[str, Any] | None = None
+    visual_tokens: int = 0  # of prompt_tokens, those standing for video frames and images
+    cached_tokens: int = 0  # of prompt_tokens, those whose model state came from a PromptCache (not read again)
     model: str | None = None
     adapter: str | None = None
 
@@ -498,18 +503,33 @@ def _new_token_count(row, eos: set[int]) -> tuple[int, str]:  # type: ignore[no-
     return len(ids), "length"
 
 
+def _visual_tokens(loaded: LoadedModel, input_ids: Any) -> int:
+    cfg = getattr(loaded.model, "config", None)
+    ids = [getattr(cfg, k, None) for k in ("image_token_id", "video_token_id")]
+    return int(sum(int((input_ids == i).sum()) for i in ids if isinstance(i, int)))
+
+
 def generate_stream(
     loaded: LoadedModel,
     messages: Sequence[dict[str, Any]],
     gen: GenerationSettings | None = None,
     frames: FrameSettings | None = None,
     cancel: threading.Event | None = None,
+    *,
+    store: PromptCache | None = None,
+    scope: Hashable = None,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Iterator[Piece]:
     """Yield the answer as text pieces while it is generated, then one :class:`GenerationStats`.
 
     `cancel`: set from any thread to stop — within one layer, also while the prompt (video) is being read;
     the stream then ends, without stats if it stopped inside a forward pass, else with stats whose finish
-    reason is "cancelled". Closing the stream does the same."""
+    reason is "cancelled". Closing the stream does the same.
+
+    `store` (Qwen2-VL / Qwen2.5-VL): continue from the model state of the longest prompt prefix already read in
+    `scope` (a served variant + person) and keep this prompt's state there afterwards, so a follow-up question
+    reads only its new tokens (:mod:`vmeta.models.prompt_cache`). `on_stage(name, facts)` is told what happens
+    before the first token: "frames" (decoded), "encoding" (vision tower), "reading" (prompt chunks), "writing"."""
     import torch
     from transformers import TextIteratorStreamer
 
@@ -519,6 +539,11 @@ def generate_stream(
     prepared = _prepare(loaded, [messages], fs)
     inputs = _to_device(loaded, prepared.inputs)
     prompt_len = int(inputs["input_ids"].shape[1])
+    visual = _visual_tokens(loaded, inputs["input_ids"])
+    if on_stage is not None and prepared.frames[0]:
+        n_frames = sum(int(v.get("nframes") or 0) for v in prepared.frames[0])
+        on_stage("frames", {"videos": len(prepared.frames[0]), "frames": n_frames, "visual_tokens": visual})
+    stateful = store is not None and loaded.family in QWEN_FAMILIES
     cfg = _generation_config(loaded, gen)
     tok = getattr(loaded.processor, "tokenizer", loaded.processor)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
@@ -533,9 +558,23 @@ def generate_stream(
         try:
             with loaded.lock, torch.inference_mode(), _layer_checks(loaded.model, stopped):
                 _seed(gen)
+                kwargs: dict[str, Any] = inputs
+                if stateful:
+                    model = _unwrapped(loaded.model)
+                    state = read_prompt(model, inputs, prompt_len - 1, store=store, scope=scope, on_stage=on_stage)
+                    box["reused"] = state.reused
+                    model.model.rope_deltas = state.rope_deltas  # positions of the tokens generate still feeds
+                    kwargs = {k: inputs[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in inputs}
+                    kwargs["cache"] = state.cache
+                if on_stage is not None:
+                    on_stage("writing", {})
                 box["out"] = loaded.model.generate(
-                    **inputs, generation_config=cfg, streamer=streamer, stopping_criteria=_stop_criteria(stopped)
+                    **kwargs, generation_config=cfg, streamer=streamer, stopping_criteria=_stop_criteria(stopped)
                 )
+                if stateful and store is not None:
+                    seq = box["out"].sequences if hasattr(box["out"], "sequences") else box["out"]
+                    key = np.concatenate([state.key, seq[0, prompt_len:].cpu().numpy().astype(np.int64)])
+                    store.put(scope, key, state.cache)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
             streamer.end()
@@ -577,10 +616,17 @@ def generate_stream(
             frame_settings=fs.to_dict(),
             model=loaded.name,
             adapter=loaded.adapter,
+            visual_tokens=visual,
+            cached_tokens=int(box.get("reused", 0)),
         )
     finally:
         closed.set()  # a consumer that stopped early: end generation at the next layer
         thread.join()
+
+
+def _unwrapped(model: Any) -> Any:
+    """The transformers model under a PeftModel (its LoRA layers stay in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def generate(
@@ -652,6 +698,7 @@ def generate_batch(
                     finish_reason=reason,
                     frames=prepared.frames[i],
                     frame_settings=fs.to_dict(),
+                    visual_tokens=_visual_tokens(loaded, seq[i, :prompt_len]),
                     model=loaded.name,
                     adapter=loaded.adapter,
                 ),

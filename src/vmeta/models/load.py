@@ -4,7 +4,8 @@
 device, dtype, where it came from). Choices:
 
 - **device / dtype**: CUDA when available, in bfloat16 (float16 on GPUs without bf16) with PyTorch's SDPA
-  attention; otherwise CPU in float32. Both can be forced (``device="cpu"``, ``dtype="float32"``).
+  attention; otherwise CPU in float32 — or, for serving (:func:`serving_dtype`), bfloat16 on CPUs that compute
+  it natively (AVX512-BF16 / AMX). Both can be forced (``device="cpu"``, ``dtype="float32"``).
 - **class**: the spec's transformers class (Qwen2-VL / Qwen2.5-VL / InternVL ``-hf``), ``AutoModelForCausalLM``
   with ``trust_remote_code`` for VideoLLaMA3; ``AutoModelForImageTextToText`` when a class is missing from the
   installed transformers.
@@ -100,6 +101,39 @@ def pick_device(device: str | None = None) -> str:
     if device.startswith("mps") and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError(f"device {device!r} was asked for but MPS is not available here; use --device cpu.")
     return device
+
+
+def native_bf16_cpu() -> str | None:
+    """The CPU feature that makes bfloat16 matmuls fast here ("amx" / "avx512_bf16"), or None.
+
+    Without one, PyTorch emulates bf16 on the CPU and it is slower than float32; with one, a Qwen2-VL-2B prompt
+    is read ~2.3x faster than in float32 (bench/chat_cpu.py)."""
+    import torch
+
+    cpu = getattr(torch._C, "_cpu", None)
+    for name, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        check = getattr(cpu, probe, None)
+        if check is not None and check():
+            return name
+    return None
+
+
+def serving_dtype(dtype: Any, device: str) -> tuple[Any, str]:
+    """The dtype a chat server loads its model in, and why (a sentence printed at start).
+
+    Unlike :func:`pick_dtype` (prediction and training keep float32 on CPUs, so scores are the same on every
+    machine), a server on a CPU with native bf16 uses bfloat16: half the memory and twice the speed."""
+    import torch
+
+    if dtype not in (None, "", "auto"):
+        return pick_dtype(dtype, device), "as asked (--dtype)"
+    if not device.startswith("cpu"):
+        dt = pick_dtype(None, device)
+        return dt, f"the default on {device}"
+    feature = native_bf16_cpu()
+    if feature:
+        return torch.bfloat16, f"this CPU computes bfloat16 natively ({feature})"
+    return torch.float32, "this CPU has no native bfloat16 (AVX512-BF16 / AMX), where float32 is faster"
 
 
 def pick_dtype(dtype: Any, device: str):  # type: ignore[no-untyped-def]
@@ -407,8 +441,10 @@ __all__ = [
     "clear_model_cache",
     "find_adapter_dir",
     "load_model",
+    "native_bf16_cpu",
     "pick_device",
     "pick_dtype",
     "plan_load",
     "resolve_run",
+    "serving_dtype",
 ]

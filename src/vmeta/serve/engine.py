@@ -33,15 +33,16 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
 from vmeta.models.load import free_memory
+from vmeta.models.prompt_cache import PromptCache
 from vmeta.serve import model_catalog
-from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued, Token
+from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued, Stage, Token
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,10 @@ class LocalEngine:
         self.adapters = {str(k): Path(v) for k, v in (adapters or {}).items()}
         self.runs_dir = Path(runs_dir) if runs_dir is not None else None
         self.exports_dir = Path(exports_dir) if exports_dir is not None else None
-        self.device = device
-        self.dtype = dtype
+        from vmeta.models.load import pick_device, serving_dtype
+
+        self.device = pick_device(device)
+        self.dtype, self.dtype_reason = serving_dtype(dtype, self.device)
         self.max_full_models = max(1, int(max_full_models))
         self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
@@ -109,6 +112,8 @@ class LocalEngine:
         self.load_count = 0  # how many times the base model was loaded (stays 1)
         self.loads: list[dict[str, Any]] = []  # every load: {"kind", "id", "seconds"}
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)  # finished jobs (cancelled ones too)
+        # Model state of prompts already read, per (variant, person): follow-ups read only their new tokens.
+        self.prompt_cache = PromptCache(max_bytes=max(0, int(self.settings.prompt_cache_mb)) * 2**20)
 
         # Queue state, guarded by _cv.
         self._cv = threading.Condition()
@@ -116,6 +121,8 @@ class LocalEngine:
         self._running: _Job | None = None
         self._ready = threading.Event()
         self._closed = False
+
+        self._frames: dict[tuple[str, str], tuple[Any, str] | None] = {}  # (id, path) -> (FrameSettings, source)
 
         self._catalog_lock = threading.Lock()
         self._catalog: list[model_catalog.CatalogEntry] = []
@@ -158,6 +165,9 @@ class LocalEngine:
             if not e.available:
                 continue
             info = e.info
+            frames = self._frames_for(e)
+            if frames is not None:
+                info = replace(info, frames=model_catalog.frames_summary(*frames))
             if e.kind == "merged" and self.max_full_models > 1:
                 info = _with_description(
                     info,
@@ -166,6 +176,31 @@ class LocalEngine:
                 )
             models.append(info)
         return models
+
+    def _frames_for(self, entry: model_catalog.CatalogEntry, spec: Any = None) -> tuple[Any, str] | None:
+        """(FrameSettings, where they come from) for a variant: the frames its run recorded, else the base
+        model's (its family's defaults on a GPU, the CPU budget on a CPU). None when its model cannot be resolved."""
+        key = (entry.id, str(entry.path))
+        if key in self._frames and spec is None:
+            return self._frames[key]
+        fs = model_catalog.recorded_frames(entry)
+        out: tuple[Any, str] | None = None
+        if fs is not None:
+            out = (fs, "export manifest" if entry.origin == "exports" else "run.json (what it was trained on)")
+        else:
+            if spec is None:
+                from vmeta.models.registry import resolve
+
+                try:
+                    spec = resolve(
+                        entry.path if entry.kind == "merged" else self.base, self.settings, build_tiny=False
+                    ).spec
+                except Exception:
+                    spec = None
+            if spec is not None:
+                out = model_catalog.base_frames(spec, self.device, self.settings)
+        self._frames[key] = out
+        return out
 
     def unavailable(self) -> list[tuple[ModelInfo, str]]:
         return [(e.info, e.reason) for e in self._refresh_catalog() if not e.available]
@@ -363,6 +398,7 @@ class LocalEngine:
             return self._full[entry.id], 0.0
         while len(self._full) >= self.max_full_models:
             evicted, _ = self._full.popitem(last=False)
+            self.prompt_cache.drop(lambda scope, gone=evicted: scope[0] == gone)
             log.info("engine: evicting merged model %s", evicted)
         free_memory()
         from vmeta.models import load as load_mod
@@ -416,6 +452,7 @@ class LocalEngine:
         try:
             gen = _generation_settings(req)
             loaded, ctx, facts = self._select(job.entry)
+            fs, fs_source = self._frames_for(job.entry, loaded.spec) or (None, "model defaults")
         except EngineError as exc:
             return exc
         except UserError as exc:
@@ -426,7 +463,16 @@ class LocalEngine:
         cancelled = False
         try:
             with ctx:
-                it = generate_stream(loaded, req.messages, gen, cancel=job.cancel)
+                it = generate_stream(
+                    loaded,
+                    req.messages,
+                    gen,
+                    frames=fs,
+                    cancel=job.cancel,
+                    store=self.prompt_cache,
+                    scope=(job.entry.id, req.user or ""),
+                    on_stage=lambda name, facts: job.post(Stage(name, facts, time.perf_counter() - started)),
+                )
                 try:
                     for piece in it:
                         if isinstance(piece, GenerationStats):
@@ -461,6 +507,9 @@ class LocalEngine:
                 prep_s=stats.prep_s,
                 tokens_per_s=stats.tokens_per_s,
                 frames=stats.frames,
+                frame_settings_source=fs_source,
+                visual_tokens=stats.visual_tokens,
+                cached_tokens=stats.cached_tokens,
                 generate_ttft_s=stats.ttft_s,
             )
         done = Done(
@@ -517,6 +566,7 @@ class LocalEngine:
             self._cv.notify_all()
         self._thread.join(timeout)
         self._full.clear()
+        self.prompt_cache.drop(lambda scope: True)
         self._peft = None
         self._base_loaded = None
         free_memory()
@@ -607,8 +657,6 @@ def _reason(exc: BaseException) -> str:
 
 
 def _with_description(info: ModelInfo, text: str) -> ModelInfo:
-    from dataclasses import replace
-
     return replace(info, description=text)
 
 

@@ -20,6 +20,9 @@ class ModelInfo:
     adapter: str | None = None  # adapter name when it is a fine-tuned variant served beside the base
     kind: Literal["base", "adapter", "merged", "remote"] = "base"
     description: str = ""
+    # The frames it reads from a video (frame settings + where they come from: its run, the model's defaults,
+    # the CPU budget); None when the engine does not know (remote).
+    frames: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -34,6 +37,9 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int | None = None
     request_id: str = ""
+    # Who asks (an account or guest id): model state kept from one request (a read video, a conversation's
+    # prompt) is reused only for later requests of the same person and variant.
+    user: str | None = None
 
 
 @dataclass
@@ -41,6 +47,17 @@ class Queued:
     """The request waits; `position` 1 means it runs next. Sent again whenever the position changes."""
 
     position: int
+
+
+@dataclass
+class Stage:
+    """What the engine is doing before the first token, so a person sees progress instead of a silent wait:
+    "frames" (video decoded: facts frames, visual_tokens), "encoding" (the vision tower), "reading" (the prompt:
+    done / total tokens, reused from earlier turns), "writing" (the answer starts)."""
+
+    name: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0  # since the request started running
 
 
 @dataclass
@@ -61,7 +78,7 @@ class Done:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Queued | Token | Done
+Event = Queued | Stage | Token | Done
 
 
 class EngineError(Exception):
@@ -72,7 +89,7 @@ class Engine(Protocol):
     def models(self) -> list[ModelInfo]: ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        """Yield Queued* then Token* then exactly one Done; raise EngineError for user mistakes."""
+        """Yield Queued* then Stage* then Token* then exactly one Done; raise EngineError for user mistakes."""
         ...
 
     async def aclose(self) -> None: ...

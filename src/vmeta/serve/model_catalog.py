@@ -23,6 +23,7 @@ from typing import Literal
 
 from vmeta.config import Settings
 from vmeta.serve.engine_api import ModelInfo
+from vmeta.video.sampling import FrameSettings
 
 Kind = Literal["base", "adapter", "merged"]
 Origin = Literal["config", "option", "runs", "exports"]
@@ -316,4 +317,67 @@ def discover(
     return entries
 
 
-__all__ = ["CatalogEntry", "base_model_id", "discover", "parse_adapter_option", "same_base"]
+# ---------------------------------------------------------------------------------------------------------------
+# Frames each variant reads
+
+CPU_MIN_PIXELS = 56 * 56  # the training configs' min_pixels (configs/qwen2-vl-2b/*.yaml)
+
+
+def base_frames(spec, device: str, settings: Settings) -> tuple[FrameSettings, str]:  # type: ignore[no-untyped-def]
+    """The base model's frames: the family's defaults on a GPU; on a CPU the training budget
+    (``VMETA_CPU_VIDEO_MAX_PIXELS`` per frame), since the defaults (up to 602k pixels a frame, ~10k visual tokens
+    for a 15 s clip) take minutes per answer there."""
+    from dataclasses import replace as dc_replace
+
+    from vmeta.models.generate import frame_settings_for
+
+    fs = frame_settings_for(spec)
+    if not device.startswith("cpu") or fs.resized_height is not None:  # fixed-size families (InternVL) stay as they are
+        return fs, "model defaults"
+    budget = int(settings.cpu_video_max_pixels)
+    if fs.max_pixels is not None and fs.max_pixels <= budget:
+        return fs, "model defaults"
+    lo = min(fs.effective_min_pixels, CPU_MIN_PIXELS, budget)
+    return dc_replace(fs, max_pixels=budget, min_pixels=lo), "CPU budget (VMETA_CPU_VIDEO_MAX_PIXELS)"
+
+
+def recorded_frames(entry: CatalogEntry) -> FrameSettings | None:
+    """The frames a fine-tuned variant was trained on: its run.json, or the export manifest of a merged model.
+    None when the folder does not say (a bare adapter folder): it then reads the base model's frames."""
+    if entry.kind == "base" or entry.path is None:
+        return None
+    frames = entry.run.get("frames") if isinstance(entry.run, dict) else None
+    if not isinstance(frames, dict) and entry.kind == "merged":
+        frames = (_read_json(entry.path / "vmeta_export.json") or {}).get("frames")
+    if not isinstance(frames, dict):
+        return None
+    try:
+        return FrameSettings.from_dict(frames)
+    except (TypeError, ValueError):
+        return None
+
+
+def frames_summary(fs: FrameSettings, source: str) -> dict:
+    """What a client is told about a variant's frames (GET /api/models, /v1/models)."""
+    out: dict = {"source": source, "index_rule": fs.index_rule}
+    if fs.nframes is not None:
+        out["nframes"] = fs.nframes
+    else:
+        out.update(fps=fs.fps, min_frames=fs.min_frames, max_frames=fs.max_frames)
+    if fs.resized_height is not None:
+        out.update(height=fs.resized_height, width=fs.resized_width)
+    else:
+        out.update(min_pixels=fs.min_pixels, max_pixels=fs.max_pixels, total_pixels=fs.total_pixels)
+    return out
+
+
+__all__ = [
+    "CatalogEntry",
+    "base_frames",
+    "base_model_id",
+    "discover",
+    "frames_summary",
+    "parse_adapter_option",
+    "recorded_frames",
+    "same_base",
+]

@@ -168,6 +168,7 @@ class ModelOut(BaseModel):
     default: bool = False
     available: bool = True
     reason: str | None = None  # why it cannot be used, when available is false
+    frames: dict[str, Any] | None = None  # the frames it reads from a video, and where those settings come from
 
 
 # -------------------------------------------------------------------------------------------- admin

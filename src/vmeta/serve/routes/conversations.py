@@ -4,9 +4,11 @@ streamed answer.
 POST /api/conversations/{id}/messages answers as Server-Sent Events:
   event: start   {conversation_id, user_message_id, model}
   event: queued  {position}                 (the engine is busy; 1 = next; sent again when it changes)
+  event: stage   {name, elapsed_ms, ...}    (before the first token: frames, encoding, reading, writing)
   event: token   {text}
   event: done    {message_id, model, base_model, adapter, ttft_ms, total_ms, queue_ms, engine_ttft_ms,
-                  engine_total_ms, server_overhead_ms, prompt_tokens, completion_tokens, finish_reason}
+                  engine_total_ms, server_overhead_ms, prompt_tokens, completion_tokens, finish_reason,
+                  frames, visual_tokens, cached_tokens}
   event: error   {detail}
 The assistant message is stored when the answer ends; if the client goes away mid-answer, what was generated
 is stored with status "interrupted".
@@ -29,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vmeta.serve import schemas
 from vmeta.serve.deps import DB, Caller, CurrentUser, InferenceEngine, ServeState, State, in_db
-from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
+from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Stage, Token
 from vmeta.serve.tables import Conversation, Message, Upload, Usage, utcnow
 from vmeta.web.error_text import localize_for
 
@@ -375,6 +377,7 @@ def post_message(
         max_new_tokens=body.max_new_tokens or settings.max_new_tokens,
         temperature=body.temperature,
         request_id=user_msg.id,
+        user=user.id,
     )
     user_id, conv_id, user_msg_id = user.id, conv.id, user_msg.id
 
@@ -396,6 +399,8 @@ def post_message(
                             yield sse("token", {"text": ev.text})
                         elif isinstance(ev, Queued):
                             yield sse("queued", {"position": ev.position})
+                        elif isinstance(ev, Stage):
+                            yield sse("stage", {**ev.facts, "name": ev.name, "elapsed_ms": _ms(ev.elapsed_s)})
                         elif isinstance(ev, Done):
                             done = ev
             except EngineError as exc:
@@ -452,6 +457,18 @@ def _done_payload(msg_id: str, model: str, done: Done | None, t0: float, first_a
         "prompt_tokens": done.prompt_tokens if done else None,
         "completion_tokens": done.completion_tokens if done else None,
         "finish_reason": done.finish_reason if done else None,
+        **_reading_facts(done),
+    }
+
+
+def _reading_facts(done: Done | None) -> dict[str, int | None]:
+    """How much the model read: frames of the videos, their visual tokens, prompt tokens reused from earlier turns."""
+    extra = done.extra if done else {}
+    frames = extra.get("frames")
+    return {
+        "frames": sum(int(f.get("nframes") or 0) for f in frames) if isinstance(frames, list) else None,
+        "visual_tokens": extra.get("visual_tokens"),
+        "cached_tokens": extra.get("cached_tokens"),
     }
 
 
@@ -471,6 +488,7 @@ def _store_answer(
 ) -> str:
     payload = _done_payload("", model, done, t0, first_at, end)
     timings = {k: payload[k] for k in ("queue_ms", "engine_ttft_ms", "engine_total_ms", "server_overhead_ms")}
+    timings.update({k: payload[k] for k in ("frames", "visual_tokens", "cached_tokens") if payload[k] is not None})
     if error:
         timings["error"] = error
     with state.sessions.begin() as db:

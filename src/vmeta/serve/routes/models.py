@@ -30,6 +30,7 @@ def list_models(engine: InferenceEngine, state: State) -> list[schemas.ModelOut]
             default=reason is None and m.id == default,
             available=reason is None,
             reason=reason,
+            frames=m.frames,
         )
         for m, reason in rows
     ]

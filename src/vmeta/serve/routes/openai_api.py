@@ -120,7 +120,7 @@ def list_models(state: State, principal: ApiPrincipal) -> dict[str, Any]:
                 "owned_by": "vmeta",
                 "root": m.base,
                 "parent": m.base if m.adapter else None,
-                "vmeta": {"kind": m.kind, "adapter": m.adapter, "description": m.description},
+                "vmeta": {"kind": m.kind, "adapter": m.adapter, "description": m.description, "frames": m.frames},
             }
             for m in state.engine.models()
         ],
@@ -277,10 +277,13 @@ def _record_usage(
         )
 
 
-def _usage(done: Done | None) -> dict[str, int]:
+def _usage(done: Done | None) -> dict[str, Any]:
     p = done.prompt_tokens if done else 0
     c = done.completion_tokens if done else 0
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    if done is not None and "cached_tokens" in done.extra:  # OpenAI's field: prompt tokens not read again
+        usage["prompt_tokens_details"] = {"cached_tokens": int(done.extra["cached_tokens"])}
+    return usage
 
 
 @router.post("/v1/chat/completions")
@@ -313,6 +316,7 @@ async def chat_completions(body: ChatCompletionIn, state: State, principal: ApiP
         top_p=body.top_p if body.top_p is not None else 1.0,
         seed=body.seed,
         request_id=completion_id,
+        user=principal.user.id if principal else None,
     )
 
     if not body.stream:
