@@ -624,6 +624,48 @@ def generate_stream(
         thread.join()
 
 
+def read_ahead(
+    loaded: LoadedModel,
+    messages: Sequence[dict[str, Any]],
+    frames: FrameSettings | None = None,
+    *,
+    store: PromptCache,
+    scope: Hashable,
+    should_pause: Callable[[], bool] | None = None,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+) -> tuple[int, int, list[bytes]]:
+    """Read a conversation's prefix — up to the end of its last video or image — into `store` before the question
+    comes, so the answer reads only the question. -> (tokens read, tokens to read, digests of its media).
+    A read that `should_pause` stops is kept in `store` and continues at the next call (or the question).
+    Qwen2-VL / Qwen2.5-VL; other families read nothing ahead."""
+    import torch
+
+    if loaded.family not in QWEN_FAMILIES:
+        return 0, 0, []
+    fs = frames or frame_settings_for(loaded.spec)
+    inputs = _to_device(loaded, _prepare(loaded, [messages], fs).inputs)
+    model = _unwrapped(loaded.model)
+    with loaded.lock, torch.inference_mode():
+        from vmeta.models.prompt_cache import media_of
+
+        media = media_of(model, inputs)
+        if not media:
+            return 0, 0, []
+        end = media[-1].end + 1  # through the <|vision_end|> after it: the question's prompt starts the same
+        state = read_prompt(
+            model,
+            inputs,
+            end,
+            store=store,
+            scope=scope,
+            on_stage=on_stage,
+            should_pause=should_pause,
+            keep=True,
+            media=media,
+        )
+    return state.done, end, [m.digest for m in state.media]
+
+
 def _unwrapped(model: Any) -> Any:
     """The transformers model under a PeftModel (its LoRA layers stay in place)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -716,4 +758,5 @@ __all__ = [
     "generate",
     "generate_batch",
     "generate_stream",
+    "read_ahead",
 ]

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-CHUNK_TOKENS = 512  # prompt tokens per forward pass: progress and interruption points, bounded activation memory
+CHUNK_TOKENS = 256  # prompt tokens per language-model pass: progress and pause points (~2 s for Qwen2-VL-2B on 2 cores)
+VISION_CHUNK_T = 2  # temporal patches (4 frames) per vision-tower pass: the same, for the video's encoding
 
 
 @dataclass
@@ -121,6 +122,7 @@ class PromptCache:
             self._evict_locked()
 
     def vision(self, scope: Hashable, digest: bytes) -> Any:
+        """The vision features kept for a media item (possibly only its first frames: a paused read), or None."""
         with self._lock:
             hit = self._vision.get((scope, digest))
             if hit is None:
@@ -135,13 +137,19 @@ class PromptCache:
             self._vision[(scope, digest)] = (features, features.nbytes)
             self._evict_locked()
 
-    def drop(self, scope_matches: Callable[[Hashable], bool]) -> int:
-        """Forget every entry whose scope matches (a variant unloaded, a person gone); -> entries dropped."""
+    def drop(self, scope_matches: Callable[[Hashable], bool], digest: bytes | None = None) -> int:
+        """Forget every entry whose scope matches (a variant unloaded, a person gone) — only those holding the
+        media item `digest` when it is given (an upload deleted); -> entries dropped."""
+        marker = None if digest is None else media_marker(digest)
         with self._lock:
-            gone = [pid for pid, p in self._prompts.items() if scope_matches(p.scope)]
+            gone = [
+                pid
+                for pid, p in self._prompts.items()
+                if scope_matches(p.scope) and (marker is None or bool((p.key == marker).any()))
+            ]
             for pid in gone:
                 del self._prompts[pid]
-            vgone = [k for k in self._vision if scope_matches(k[0])]
+            vgone = [k for k in self._vision if scope_matches(k[0]) and (digest is None or k[1] == digest)]
             for k in vgone:
                 del self._vision[k]
         return len(gone) + len(vgone)
@@ -201,11 +209,16 @@ def _span_starts(ids: Any, token_id: int) -> list[int]:
     return [int(e) for e in edges]
 
 
+def media_marker(digest: bytes) -> int:
+    """The key value standing for every token of a media item (negative: never a token id)."""
+    return -(int.from_bytes(digest[:7], "little") + 1)
+
+
 def prompt_key(input_ids: Any, media: list[Media]) -> np.ndarray:
     """Token ids, with each media item's tokens replaced by a negative marker derived from its pixels' digest."""
     key = input_ids[0].cpu().numpy().astype(np.int64).copy()
     for m in media:
-        key[m.start : m.end] = -(int.from_bytes(m.digest[:7], "little") + 1)
+        key[m.start : m.end] = media_marker(m.digest)
     return key
 
 
@@ -245,13 +258,17 @@ def read_prompt(
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
     should_pause: Callable[[], bool] | None = None,
     keep: bool = False,
+    media: list[Media] | None = None,
 ) -> ReadState:
     """Bring the prompt's KV cache to position `end` (exclusive), from the longest cached prefix, `CHUNK_TOKENS`
     at a time. Call inside ``torch.inference_mode()`` holding the model's lock. ``should_pause`` is asked between
     chunks: when it says yes the read stops early (``done < end``) and what was read is kept in `store`, so the
-    next read continues from there. `keep`: hand the state to `store` when done (a read ahead of the question);
-    otherwise the caller extends it (generation) and stores it after."""
-    media = media_of(model, inputs)
+    next read continues from there (the vision tower pauses the same way, a few frames at a time). `keep`: hand
+    the state to `store` when done (a read ahead of the question); otherwise the caller extends it (generation)
+    and stores it after."""
+    import torch
+
+    media = media_of(model, inputs) if media is None else media
     key = prompt_key(inputs["input_ids"], media)
     if store is not None:
         cache, reused = store.longest(scope, key[:end], model.config)
@@ -264,18 +281,36 @@ def read_prompt(
     embed = model.model.get_input_embeddings()
     features: dict[int, Any] = {}
 
-    def media_features(m: Media) -> Any:
-        if id(m) in features:
-            return features[id(m)]
-        feats = store.vision(scope, m.digest) if store is not None else None
-        if feats is None:
+    def media_features(m: Media, upto: int) -> Any:
+        """The media item's features for its first `upto` tokens (more may come back), encoding what is missing
+        a few frames at a time — a pause between those passes keeps what was encoded for the next read."""
+        have = features.get(id(m))
+        if have is None and store is not None:
+            have = store.vision(scope, m.digest)
+        per_t = m.tokens // int(m.grid[0])  # tokens per temporal patch
+        encode = model.model.get_video_features if m.modality == "video" else model.model.get_image_features
+        parts = [have] if have is not None else []
+        got = 0 if have is None else int(have.shape[0])
+        fresh = False
+        while got < upto:
+            if got and should_pause is not None and should_pause():
+                break
             if on_stage is not None:
-                on_stage("encoding", {"modality": m.modality, "frames": int(m.grid[0]) * _temporal(model, m)})
-            encode = model.model.get_video_features if m.modality == "video" else model.model.get_image_features
-            feats = encode(m.pixels, m.grid.view(1, 3), return_dict=True).pooler_output[0]
-            if store is not None:
-                store.put_vision(scope, m.digest, feats)
+                on_stage(
+                    "encoding",
+                    {"modality": m.modality, "frames": _frames(model, m), "done": got // per_t * _temporal(model, m)},
+                )
+            t0 = got // per_t
+            t1 = min(int(m.grid[0]), t0 + VISION_CHUNK_T) if m.modality == "video" else int(m.grid[0])
+            rows = m.pixels.shape[0] // int(m.grid[0])
+            grid = m.grid.clone().view(1, 3)
+            grid[0, 0] = t1 - t0
+            parts.append(encode(m.pixels[t0 * rows : t1 * rows], grid, return_dict=True).pooler_output[0])
+            got, fresh = t1 * per_t, True
+        feats = parts[0] if len(parts) == 1 else torch.cat(parts)
         features[id(m)] = feats
+        if store is not None and fresh:
+            store.put_vision(scope, m.digest, feats)
         return feats
 
     done = reused
@@ -283,11 +318,20 @@ def read_prompt(
         if done > reused and should_pause is not None and should_pause():
             break
         stop = min(end, done + CHUNK_TOKENS)
+        for m in media:
+            lo, hi = max(m.start, done), min(m.end, stop)
+            if lo < hi:
+                avail = int(media_features(m, hi - m.start).shape[0])
+                if avail < hi - m.start:  # paused inside the media item's encoding: read what is encoded
+                    stop = max(done, m.start + avail)
+                    break
+        if stop == done:
+            break
         emb = embed(ids[:, done:stop])
         for m in media:
             lo, hi = max(m.start, done), min(m.end, stop)
             if lo < hi:
-                emb[0, lo - done : hi - done] = media_features(m)[lo - m.start : hi - m.start].to(emb.dtype)
+                emb[0, lo - done : hi - done] = features[id(m)][lo - m.start : hi - m.start].to(emb.dtype)
         if on_stage is not None:
             on_stage("reading", {"done": done, "total": end, "reused": reused})
         try:
@@ -305,6 +349,10 @@ def read_prompt(
     return ReadState(cache=cache, key=key, done=done, reused=reused, rope_deltas=deltas, media=media)
 
 
+def _frames(model: Any, m: Media) -> int:
+    return int(m.grid[0]) * _temporal(model, m)
+
+
 def _temporal(model: Any, m: Media) -> int:
     return int(getattr(model.model.visual.config, "temporal_patch_size", 2)) if m.modality == "video" else 1
 
@@ -316,4 +364,14 @@ def _truncate(cache: Any, n: int) -> None:
             layer.values = layer.values[..., :n, :]
 
 
-__all__ = ["CHUNK_TOKENS", "Media", "PromptCache", "ReadState", "media_of", "prompt_key", "read_prompt"]
+__all__ = [
+    "CHUNK_TOKENS",
+    "VISION_CHUNK_T",
+    "Media",
+    "PromptCache",
+    "ReadState",
+    "media_marker",
+    "media_of",
+    "prompt_key",
+    "read_prompt",
+]

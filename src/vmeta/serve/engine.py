@@ -69,6 +69,24 @@ class _Job:
             return False
 
 
+@dataclass(eq=False)
+class _Read:
+    """A conversation prefix (history + a just-uploaded video) to read before the question comes."""
+
+    entry: model_catalog.CatalogEntry
+    messages: list[dict[str, Any]]
+    user: str
+    tags: frozenset[str]  # the upload's and the conversation's ids: deleting either forgets the read
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    total: int = 0
+    digests: list[bytes] = field(default_factory=list)
+    seconds: float = 0.0
+    status: str = "waiting"  # waiting | paused | done | cancelled | error
+    forgotten: bool = False  # its upload or conversation was deleted: what it kept goes too
+    pauses: int = 0  # times it stepped aside for an answer
+
+
 class LocalEngine:
     """See the module docstring. Thread-safe; ``stream`` may be called from any event loop."""
 
@@ -119,6 +137,9 @@ class LocalEngine:
         self._cv = threading.Condition()
         self._waiting: list[_Job] = []
         self._running: _Job | None = None
+        self._reads: dict[str, _Read] = {}  # user -> the read ahead waiting for a free worker (one per user)
+        self._reading: _Read | None = None
+        self.reads: deque[_Read] = deque(maxlen=200)  # finished reads ahead (their media, for forget())
         self._ready = threading.Event()
         self._closed = False
 
@@ -296,17 +317,24 @@ class LocalEngine:
                 self._cv.notify_all()
         while True:
             with self._cv:
-                while not self._waiting and not self._closed:
+                while not self._waiting and not self._reads and not self._closed:
                     self._cv.wait()
                 if self._closed:
                     pending, self._waiting = self._waiting, []
                     for job in pending:
                         job.post(EngineError(_SHUTDOWN))
                     return
-                job = self._waiting.pop(0)
-                self._running = job
-                job.position = 0
-                self._reposition_locked()
+                if not self._waiting:  # answers first; reads ahead only when nobody waits
+                    self._reading = read = next(iter(self._reads.values()))
+                    job = None
+                else:
+                    job = self._waiting.pop(0)
+                    self._running = job
+                    job.position = 0
+                    self._reposition_locked()
+            if job is None:
+                self._read(read)
+                continue
             final: Any = None
             try:
                 final = self._run(job)
@@ -318,6 +346,79 @@ class LocalEngine:
                     self._running = None
             if final is not None:  # after the worker is free, so a client that comes next is not told to wait
                 job.post(final)
+
+    # ------------------------------------------------------------------------------------------- reading ahead
+
+    def read_ahead(self, model: str, messages: list[dict[str, Any]], *, user: str, tags: tuple[str, ...] = ()) -> bool:
+        """Start reading a conversation's prefix (its history and a video just uploaded, before the question) in
+        the background, below every waiting answer: a question arriving pauses it between two chunks, and its
+        own read continues from where this one stopped. One per user (a newer one replaces it). -> whether it
+        was queued (False: unknown or unusable model, or the engine is closing)."""
+        try:
+            entry = self._entry(model)
+        except EngineError:
+            return False
+        read = _Read(entry=entry, messages=list(messages), user=user, tags=frozenset(t for t in tags if t))
+        with self._cv:
+            if self._closed:
+                return False
+            old = self._reads.pop(user, None)
+            if old is not None:
+                old.cancel.set()
+            self._reads[user] = read
+            self._cv.notify_all()
+        return True
+
+    def forget(self, tag: str) -> int:
+        """An upload or a conversation was deleted: drop its reads ahead (waiting or running) and the model state
+        they kept. -> reads forgotten."""
+        with self._cv:
+            hits = [r for r in (*self._reads.values(), *self.reads) if tag in r.tags]
+            if self._reading is not None and tag in self._reading.tags:
+                hits.append(self._reading)
+            for r in hits:
+                r.cancel.set()
+                r.forgotten = True
+                if self._reads.get(r.user) is r:
+                    del self._reads[r.user]
+        for r in hits:
+            self._drop_read_state(r)
+        return len(hits)
+
+    def _drop_read_state(self, read: _Read) -> None:
+        for digest in read.digests:
+            self.prompt_cache.drop(lambda scope, u=read.user: scope[1] == u, digest=digest)
+
+    def _read(self, read: _Read) -> None:
+        """Run one read ahead until it finishes or an answer is waiting (worker thread)."""
+        from vmeta.models.generate import read_ahead
+
+        t0 = time.perf_counter()
+        try:
+            loaded, _, _ = self._select(read.entry)
+            fs, _ = self._frames_for(read.entry, loaded.spec) or (None, "")
+            read.done, read.total, read.digests = read_ahead(
+                loaded,
+                read.messages,
+                fs,
+                store=self.prompt_cache,
+                scope=(read.entry.id, read.user),
+                should_pause=lambda: bool(self._waiting) or read.cancel.is_set() or self._closed,
+            )
+            read.status = "done" if read.done >= read.total else "cancelled" if read.cancel.is_set() else "paused"
+            read.pauses += read.status == "paused"
+        except Exception as exc:  # a read ahead only saves time: never fail anything for it
+            log.warning("engine: reading ahead for %s failed: %s", read.entry.id, _reason(exc))
+            read.status = "error"
+        read.seconds += time.perf_counter() - t0
+        with self._cv:
+            self._reading = None
+            if read.status != "paused" and self._reads.get(read.user) is read:
+                del self._reads[read.user]
+            if read.status != "paused":
+                self.reads.append(read)
+        if read.forgotten:
+            self._drop_read_state(read)  # forgotten while it ran
 
     def _startup(self) -> None:
         try:
@@ -561,6 +662,7 @@ class LocalEngine:
     def close(self, timeout: float = 30.0) -> None:
         with self._cv:
             self._closed = True
+            self._reads.clear()
             if self._running is not None:
                 self._running.cancel.set()
             self._cv.notify_all()

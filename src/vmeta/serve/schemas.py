@@ -96,6 +96,7 @@ class UploadOut(_Out):
     height: int | None
     created_at: UTCDateTime
     url: str = ""
+    reading: bool = False  # the server started reading it for the model named on upload
 
 
 class AvatarOut(BaseModel):

@@ -218,8 +218,11 @@ def rename_conversation(
 
 
 @router.delete("/api/conversations/{conversation_id}", status_code=204)
-def delete_conversation(conversation_id: str, db: DB, user: CurrentUser) -> Response:
+def delete_conversation(conversation_id: str, db: DB, state: State, user: CurrentUser) -> Response:
     db.delete(owned_conversation(db, user.id, conversation_id))
+    forget = getattr(state.engine, "forget", None)  # model state read ahead for it
+    if forget is not None:
+        forget(conversation_id)
     return Response(status_code=204)
 
 

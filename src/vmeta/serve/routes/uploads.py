@@ -3,13 +3,14 @@ Everything is filtered by owner; another user's id is 404."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from vmeta.serve import schemas
-from vmeta.serve.deps import DB, CurrentUser, State
-from vmeta.serve.tables import Upload
+from vmeta.serve.deps import DB, CurrentUser, ServeState, State
+from vmeta.serve.routes.conversations import engine_messages
+from vmeta.serve.tables import Conversation, Upload
 from vmeta.serve.uploads import check_video, random_name, receive_file, video_extension, video_media_type
 from vmeta.web.common import file_response
 
@@ -57,13 +58,52 @@ def store_video_file(state, user_id: str, path, filename: str):
     return row
 
 
+def _forget(state: ServeState, tag: str) -> None:
+    """Drop the model state read ahead for a deleted upload or conversation."""
+    forget = getattr(state.engine, "forget", None)
+    if forget is not None:
+        forget(tag)
+
+
 @router.post("/api/uploads", response_model=schemas.UploadOut, status_code=201)
-async def create_upload(request: Request, state: State, user: CurrentUser) -> schemas.UploadOut:
+async def create_upload(
+    request: Request,
+    state: State,
+    user: CurrentUser,
+    model: str | None = Query(None, description="Start reading the video for this model now (GET /api/models)."),
+    conversation_id: str | None = Query(
+        None, description="The conversation it will be asked about (its history is read with it)."
+    ),
+) -> schemas.UploadOut:
     """Multipart field `file`: a video (MP4/MOV/MKV/WebM). Limits: Settings.upload_max_bytes (checked while
-    receiving: 413), upload_max_duration_s and upload_max_pixels (422); not a video: 415; damaged: 422."""
+    receiving: 413), upload_max_duration_s and upload_max_pixels (422); not a video: 415; damaged: 422.
+
+    With `model`, the server starts reading the video (and the conversation so far) for that model while the
+    person types the question, below every waiting answer; the question then reads only its own words.
+    `reading` in the answer says whether it started."""
     received = await receive_file(request, state.uploads_dir / user.id, state.settings.upload_max_bytes)
     row = await run_in_threadpool(store_video_file, state, user.id, received.path, received.filename)
-    return upload_out(row)
+    out = upload_out(row)
+    if model:
+        out.reading = await run_in_threadpool(_read_ahead, state, user.id, row, model, conversation_id)
+    return out
+
+
+def _read_ahead(state: ServeState, user_id: str, row: Upload, model: str, conversation_id: str | None) -> bool:
+    """Queue the read of [history..., user: the video] — the prefix the question's prompt will start with."""
+    start = getattr(state.engine, "read_ahead", None)
+    if start is None:  # engines without local model state (echo, remote)
+        return False
+    with state.sessions() as db:
+        conv = None
+        if conversation_id:
+            conv = db.scalar(
+                select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+            )
+        messages = engine_messages(db, state, user_id, list(conv.messages) if conv is not None else [])
+    video = str(state.uploads_dir / user_id / row.stored_name)
+    messages.append({"role": "user", "content": [{"type": "video", "video": video}]})
+    return bool(start(model, messages, user=user_id, tags=(row.id, conv.id if conv is not None else "")))
 
 
 @router.get("/api/uploads", response_model=list[schemas.UploadOut])
@@ -90,6 +130,7 @@ def get_upload(upload_id: str, request: Request, db: DB, state: State, user: Cur
 @router.delete("/api/uploads/{upload_id}", status_code=204)
 def delete_upload(upload_id: str, db: DB, state: State, user: CurrentUser) -> Response:
     row = owned_upload(db, user.id, upload_id)
+    _forget(state, row.id)
     (state.uploads_dir / user.id / row.stored_name).unlink(missing_ok=True)
     db.delete(row)
     return Response(status_code=204)
