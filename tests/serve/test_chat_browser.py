@@ -361,9 +361,10 @@ def test_refused_upload_shows_the_server_message_and_english_toggle(new_page, se
     expect(page.locator("#guest-text")).to_contain_text("Guest mode")
 
     fake = media.make_not_video(tmp_path / "notes.mp4")
-    with page.expect_response(lambda r: r.url.endswith("/api/uploads")) as info:
+    with page.expect_response(lambda r: "/api/uploads" in r.url and r.request.method == "POST") as info:
         page.locator("#file-input").set_input_files(str(fake))
     assert info.value.status == 415
+    assert "model=echo" in info.value.url  # the page names the selected model so the server can read ahead
     detail = info.value.json()["detail"]
     assert "notes.mp4" in detail and "is not a video file" in detail  # the English page gets English
     expect(page.locator(".attachment.error .att-error")).to_have_text(detail, timeout=T)
@@ -383,6 +384,43 @@ def test_refused_upload_shows_the_server_message_and_english_toggle(new_page, se
     expect(blocked).to_be_disabled()
     expect(blocked).to_have_attribute("title", reason)
     expect(page.locator("#model-select")).to_have_value("echo")
+    assert not page.errors, page.errors
+
+
+def test_progress_before_the_first_word(new_page, serve, clip, tmp_path):
+    """Stages (reading the video, looking at its frames, reading the conversation, writing) are shown with the
+    time elapsed before the first token, in Chinese and English; the answer then says what the model read."""
+    from playwright.sync_api import expect
+
+    url = serve(EchoEngine(delay_s=0.03, stage_delay_s=0.8))
+    page = new_page()
+    _guest(page, url)
+    page.locator("#file-input").set_input_files(str(clip))
+    expect(page.locator(".attachment .att-status.ok")).to_be_visible(timeout=T)
+    page.locator("#input").fill("这个视频的隐喻是什么？")
+    page.locator("#send-btn").click()
+    status = _answer(page, 0).locator(".status-line .stage-text")
+    expect(status).to_contain_text("读取视频：8 帧", timeout=T)
+    expect(status).to_contain_text("看视频画面：4/8 帧", timeout=T)
+    expect(status).to_contain_text(" 秒")
+    expect(status).to_contain_text("阅读对话：0/84 词元", timeout=T)
+    _shot(page, tmp_path, "chat-stage.png")
+    _wait_done(page, 0)
+    expect(_answer(page, 0).locator(".status-line")).to_be_hidden()
+    meta = _answer(page, 0).locator(".answer-meta")
+    expect(meta.locator(".meta-frames")).to_have_text("8 帧")
+    expect(meta.locator(".meta-visual")).to_have_text("视觉词元 64")
+
+    page.locator("#lang-toggle-top").click()  # English: the stored answer's facts follow the language
+    expect(meta.locator(".meta-frames")).to_have_text("8 frames", timeout=T)
+    page.locator("#file-input").set_input_files(str(clip))
+    expect(page.locator(".attachment .att-status.ok")).to_be_visible(timeout=T)
+    page.locator("#input").fill("and again?")
+    page.locator("#send-btn").click()
+    expect(_answer(page, 1).locator(".status-line .stage-text")).to_contain_text(
+        "Reading the video: 8 frames", timeout=T
+    )
+    _wait_done(page, 1)
     assert not page.errors, page.errors
 
 

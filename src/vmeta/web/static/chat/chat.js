@@ -491,6 +491,8 @@ function decorate(node) {
     if (m.queuePosition) {
       status.classList.add("queued");
       status.append(el("span", "queue-text", t("chat.queued", { n: m.queuePosition })));
+    } else if (m.stage) {
+      status.append(el("span", "typing", ""), el("span", "stage-text", stageText(m.stage)));
     } else {
       status.append(el("span", "typing", ""), el("span", null, t("chat.thinking")));
     }
@@ -517,6 +519,28 @@ function decorate(node) {
   }
   if (m.ttft_ms != null) meta.append(el("span", "meta-ttft", `${t("chat.ttft")} ${formatMs(m.ttft_ms)}`));
   if (m.total_ms != null) meta.append(el("span", "meta-total", `${t("chat.total")} ${formatMs(m.total_ms)}`));
+  const read = { frames: m.frames ?? m.timings?.frames, visual: m.visual_tokens ?? m.timings?.visual_tokens,
+    cached: m.cached_tokens ?? m.timings?.cached_tokens };
+  if (read.frames) meta.append(el("span", "meta-frames", t("chat.meta_frames", { n: read.frames })));
+  if (read.visual) meta.append(el("span", "meta-visual", t("chat.meta_visual", { n: read.visual.toLocaleString() })));
+  if (read.cached) {
+    const cached = el("span", "meta-cached", t("chat.meta_cached", { n: read.cached.toLocaleString() }));
+    cached.title = t("chat.meta_cached_title");
+    meta.append(cached);
+  }
+}
+
+/** What the engine is doing before the first word, with the time since the answer started (ticking). */
+function stageText(stage) {
+  const f = stage.facts;
+  const what = {
+    frames: () => t("chat.stage_frames", { frames: f.frames }),
+    encoding: () => t("chat.stage_encoding", { done: f.done ?? 0, frames: f.frames }),
+    reading: () => t("chat.stage_reading", { done: f.done, total: f.total }),
+    writing: () => t("chat.stage_writing"),
+  }[stage.name];
+  const seconds = (stage.elapsed_ms + (performance.now() - stage.at)) / 1000;
+  return `${what ? what() : stage.name} · ${t("chat.elapsed", { s: seconds.toFixed(1) })}`;
 }
 
 function nearBottom() {
@@ -605,6 +629,7 @@ async function send() {
   const textNode = node.querySelector(".text").firstChild;
   renderConvHead();
   let started = false;
+  let stageTicker = null;
   const onEvent = (event, data) => {
     if (event === "start") {
       started = true;
@@ -612,6 +637,12 @@ async function send() {
     } else if (event === "queued") {
       asst.queuePosition = data.position;
       decorate(node);
+    } else if (event === "stage") {
+      const { name, elapsed_ms: elapsedMs, ...facts } = data;
+      asst.queuePosition = null;
+      asst.stage = { name, facts, elapsed_ms: elapsedMs, at: performance.now() };
+      decorate(node);
+      if (!stageTicker) stageTicker = setInterval(() => { if (!asst.content && asst.status === "streaming") decorate(node); }, 200);
     } else if (event === "token") {
       const wasEmpty = !asst.content;
       const stick = nearBottom();
@@ -643,6 +674,8 @@ async function send() {
     }
   } finally {
     if (state.streaming?.msg === asst) state.streaming = null;
+    clearInterval(stageTicker);
+    stageTicker = null;
     setBusy(false);
   }
   if (node.isConnected) decorate(node);
@@ -661,7 +694,12 @@ function addFiles(files) {
   for (const file of files) {
     const a = { key: ++attachmentKey, file, status: "uploading", loaded: 0, upload: null, error: null, abort: null };
     state.attachments.push(a);
-    const job = uploadFile("/api/uploads", file, (loaded, total) => {
+    // Naming the selected model lets the server read the video (and the conversation so far) while the
+    // question is typed; the answer then only reads the question.
+    const ahead = new URLSearchParams();
+    if (state.model) ahead.set("model", state.model);
+    if (state.convId) ahead.set("conversation_id", state.convId);
+    const job = uploadFile(`/api/uploads${ahead.size ? `?${ahead}` : ""}`, file, (loaded, total) => {
       a.loaded = loaded;
       a.total = total;
       updateProgress(a);
