@@ -104,3 +104,34 @@ def test_adapter_and_run_folder(tmp_path, tiny_data_dir, tiny_model_dir):
         load_model("tiny", settings=settings, adapter=tmp_path, device="cpu")
     with pytest.raises(UserError, match="does not exist"):
         resolve_run(tmp_path / "nope")
+
+
+def test_serving_dtype_follows_the_cpu(monkeypatch):
+    import torch
+
+    from vmeta.models import load
+
+    monkeypatch.setattr(load, "native_bf16_cpu", lambda: "avx512_bf16")
+    dt, why = load.serving_dtype(None, "cpu")
+    assert dt == torch.bfloat16 and "avx512_bf16" in why
+    monkeypatch.setattr(load, "native_bf16_cpu", lambda: None)
+    dt, why = load.serving_dtype("auto", "cpu")
+    assert dt == torch.float32 and "no native bfloat16" in why
+    assert load.serving_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # --dtype wins
+    assert load.pick_dtype(None, "cpu") == torch.float32  # prediction and training keep float32 on any CPU
+    with pytest.raises(UserError, match="float8"):
+        load.serving_dtype("float8", "cpu")
+
+
+def test_native_bf16_reads_the_cpu_flags():
+    """What PyTorch reports agrees with the kernel's CPU flags (Linux)."""
+    import re
+    from pathlib import Path
+
+    from vmeta.models.load import native_bf16_cpu
+
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        pytest.skip("no /proc/cpuinfo here")
+    flags = set(re.findall(r"\b(avx512_bf16|amx_tile)\b", info.read_text()))
+    assert (native_bf16_cpu() is not None) == bool(flags)

@@ -131,6 +131,7 @@ def engine(engine_settings, adapters, runs_dir, exports_dir):
         runs_dir=runs_dir,
         exports_dir=exports_dir,
         device="cpu",
+        dtype="float32",  # exact comparisons with plain transformers/peft (bf16 rounds by GEMM shape)
     )
     assert eng.wait_ready(120)
     yield eng

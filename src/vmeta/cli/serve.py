@@ -62,6 +62,14 @@ def serve(
         Path | None, typer.Option("--exports-dir", help="Folder of merged exports that are listed.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: automatic).")] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype",
+            help="float32, bfloat16 or float16 (default: bfloat16 on GPUs and on CPUs that compute it natively, "
+            "AVX512-BF16 / AMX; float32 on other CPUs).",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -92,6 +100,7 @@ def serve(
         runs_dir=str(runs_dir) if runs_dir else None,
         exports_dir=str(exports_dir) if exports_dir else None,
         device=device,
+        dtype=dtype,
     )
     launch.check_spec(spec, workers)
     eng = launch.build_engine(spec, settings)
@@ -110,10 +119,32 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
+    if hasattr(eng, "dtype_reason"):  # the local engine: say what runs where, and what each variant reads
+        console.print(
+            f"model on {eng.device} in {str(eng.dtype).replace('torch.', '')}: {eng.dtype_reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for info in eng.models():
+            if info.frames:
+                console.print(f"  {info.id}: {describe_frames(info.frames)}", highlight=False, soft_wrap=True)
     for info, reason in getattr(eng, "unavailable", list)():
         err_console.print(f"[yellow]not served:[/] {info.id} — {reason}", highlight=False, soft_wrap=True)
     # With workers, each process builds its own engine; this one only listed the models (echo/remote: cheap).
     launch.run(settings, spec, host, port, workers, engine=eng if workers == 1 else None)
+
+
+def describe_frames(frames: dict) -> str:
+    """One line for a variant's frame settings summary (vmeta.serve.model_catalog.frames_summary)."""
+    if "nframes" in frames:
+        count = f"{frames['nframes']} frames"
+    else:
+        count = f"{frames['fps']:g} fps, {frames['min_frames']}-{frames['max_frames']} frames"
+    if "height" in frames:
+        size = f"{frames['height']}x{frames['width']}"
+    else:
+        size = f"<= {frames['max_pixels']:,} px a frame" if frames.get("max_pixels") else "model's pixel range"
+    return f"{count}, {size} ({frames['source']})"
 
 
 def _db():

@@ -108,11 +108,10 @@ def native_bf16_cpu() -> str | None:
 
     Without one, PyTorch emulates bf16 on the CPU and it is slower than float32; with one, a Qwen2-VL-2B prompt
     is read ~2.3x faster than in float32 (bench/chat_cpu.py)."""
-    import torch
+    import torch.cpu
 
-    cpu = getattr(torch._C, "_cpu", None)
     for name, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
-        check = getattr(cpu, probe, None)
+        check = getattr(torch.cpu, probe, None)  # private, but the only place PyTorch says what the CPU has
         if check is not None and check():
             return name
     return None

@@ -40,6 +40,7 @@ class EngineSpec:
     runs_dir: str | None = None
     exports_dir: str | None = None
     device: str | None = None
+    dtype: str | None = None
     echo_delay_s: float | None = None  # echo only; None = the EchoEngine's default
 
 
@@ -93,6 +94,7 @@ def build_engine(spec: EngineSpec, settings: Settings):
         runs_dir=Path(spec.runs_dir) if spec.runs_dir else None,
         exports_dir=Path(spec.exports_dir) if spec.exports_dir else None,
         device=spec.device,
+        dtype=spec.dtype,
     )
 
 
