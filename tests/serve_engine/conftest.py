@@ -132,6 +132,7 @@ def engine(engine_settings, adapters, runs_dir, exports_dir):
         exports_dir=exports_dir,
         device="cpu",
         dtype="float32",  # exact comparisons with plain transformers/peft (bf16 rounds by GEMM shape)
+        runtime="torch",  # and full weights (tests/serve_engine/test_openvino_engine.py covers int8 OpenVINO)
     )
     assert eng.wait_ready(120)
     yield eng

@@ -31,7 +31,9 @@ def _engine(engine_settings, adapters, runs, **settings):
 
     s = engine_settings.model_copy(update={"cpu_video_max_pixels": CPU_BUDGET, **settings})
     # float32: answers are compared token for token with a cache-less engine that reads in other chunk shapes
-    eng = LocalEngine(s, "tiny", adapters={"A": str(adapters["A"])}, runs_dir=runs, device="cpu", dtype="float32")
+    eng = LocalEngine(
+        s, "tiny", adapters={"A": str(adapters["A"])}, runs_dir=runs, device="cpu", dtype="float32", runtime="torch"
+    )
     assert eng.wait_ready(120)
     return eng
 

@@ -70,6 +70,14 @@ def serve(
             "AVX512-BF16 / AMX; float32 on other CPUs).",
         ),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            help="On a CPU: openvino (linear layers in OpenVINO, int8 weights), torch, or auto (default: "
+            "VMETA_CPU_RUNTIME, auto = openvino when installed).",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -101,6 +109,7 @@ def serve(
         exports_dir=str(exports_dir) if exports_dir else None,
         device=device,
         dtype=dtype,
+        runtime=runtime,
     )
     launch.check_spec(spec, workers)
     eng = launch.build_engine(spec, settings)
@@ -121,7 +130,8 @@ def serve(
     )
     if hasattr(eng, "dtype_reason"):  # the local engine: say what runs where, and what each variant reads
         console.print(
-            f"model on {eng.device} in {str(eng.dtype).replace('torch.', '')}: {eng.dtype_reason}",
+            f"model on {eng.device} in {str(eng.dtype).replace('torch.', '')}: {eng.dtype_reason}; runtime: "
+            + ("PyTorch" if eng.runtime == "torch" else "OpenVINO, int8 weights (converted while loading)"),
             highlight=False,
             soft_wrap=True,
         )

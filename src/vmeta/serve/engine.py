@@ -104,6 +104,7 @@ class LocalEngine:
         preload: bool = True,
         catalog_ttl_s: float = 5.0,
         check_videos: bool = True,
+        runtime: str | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.base = str(base or self.settings.default_model)
@@ -117,6 +118,8 @@ class LocalEngine:
         self.max_full_models = max(1, int(max_full_models))
         self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
+        self.runtime = _pick_runtime(runtime or self.settings.cpu_runtime, self.device)
+        self.runtime_note = "PyTorch" if self.runtime == "torch" else "OpenVINO (not loaded yet)"
         self.base_id = model_catalog.base_model_id(self.base, self.settings)
 
         # Model state: touched by the worker thread only (read elsewhere for tests / stats).
@@ -450,8 +453,20 @@ class LocalEngine:
         )
         self.load_count += 1
         self.loads.append({"kind": "base", "id": self.base_id, "seconds": time.perf_counter() - t0})
+        self._accelerate(loaded)
         self._base_loaded = loaded
         return loaded
+
+    def _accelerate(self, loaded: Any) -> None:
+        """With the OpenVINO runtime: move the model's linear layers there (int8 weights), in place."""
+        if self.runtime != "openvino":
+            return
+        from vmeta.models.openvino_linear import convert_linears
+
+        precision = "bf16" if str(self.dtype) == "torch.bfloat16" else "f32"
+        conversion = convert_linears(loaded.model, precision=precision)
+        self.runtime_note = conversion.describe()
+        log.info("engine: %s", self.runtime_note)
 
     def _ensure_adapter(self, entry: model_catalog.CatalogEntry) -> tuple[str, float]:
         """Load the adapter beside the base (once) -> (peft adapter name, seconds spent loading now)."""
@@ -462,6 +477,14 @@ class LocalEngine:
         if key in self._adapter_errors:
             raise EngineError(f"model '{entry.id}' cannot be used on this server: {self._adapter_errors[key]}.")
         base = self._load_base()
+        if self.runtime == "openvino" and _is_dora(entry.path):
+            reason = (
+                "a DoRA adapter needs the base weights in PyTorch; serve it with --runtime torch, or merge it "
+                "with `vmeta export` and serve the export"
+            )
+            self._adapter_errors[key] = reason
+            self._refresh_catalog(force=True)
+            raise EngineError(f"model '{entry.id}' cannot be used on this server: {reason}.")
         name = f"adapter{len(self._adapter_slots) + len(self._adapter_errors)}"
         t0 = time.perf_counter()
         try:
@@ -512,6 +535,7 @@ class LocalEngine:
         except Exception as exc:
             raise EngineError(f"model '{entry.id}' could not be loaded: {_reason(exc)}.") from None
         seconds = time.perf_counter() - t0
+        self._accelerate(loaded)
         self._full[entry.id] = loaded
         self.loads.append({"kind": "merged", "id": entry.id, "seconds": seconds})
         return loaded, seconds
@@ -745,6 +769,36 @@ def _remove_partial_adapter(model: Any, peft_model: Any, name: str) -> None:
                 module.delete_adapter(name)  # drops its weights; a layer left without adapters adds nothing
     if peft_model is not None:
         peft_model.peft_config.pop(name, None)
+
+
+def _pick_runtime(asked: str, device: str) -> str:
+    """torch | openvino for a device: OpenVINO only on CPUs ("auto" takes it when it is installed)."""
+    from vmeta.models.openvino_linear import unavailable
+
+    asked = (asked or "auto").strip().lower()
+    if asked not in ("auto", "torch", "openvino"):
+        raise UserError(f"runtime {asked!r} is not one of: auto, torch, openvino.")
+    if asked == "torch" or not device.startswith("cpu"):
+        if asked == "openvino":
+            raise UserError(f"the OpenVINO runtime runs on CPUs; this server uses {device}. Use --runtime torch.")
+        return "torch"
+    why = unavailable()
+    if why is None:
+        return "openvino"
+    if asked == "openvino":
+        raise UserError(f"--runtime openvino: {why}.")
+    log.info("engine: PyTorch on the CPU (%s)", why)
+    return "torch"
+
+
+def _is_dora(path: Path | None) -> bool:
+    import json
+
+    try:
+        cfg = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return False
+    return bool(cfg.get("use_dora"))
 
 
 def _real(path: Path | str) -> str:

@@ -41,6 +41,7 @@ class EngineSpec:
     exports_dir: str | None = None
     device: str | None = None
     dtype: str | None = None
+    runtime: str | None = None
     echo_delay_s: float | None = None  # echo only; None = the EchoEngine's default
 
 
@@ -95,6 +96,7 @@ def build_engine(spec: EngineSpec, settings: Settings):
         exports_dir=Path(spec.exports_dir) if spec.exports_dir else None,
         device=spec.device,
         dtype=spec.dtype,
+        runtime=spec.runtime,
     )
 
 
