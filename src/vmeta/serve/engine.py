@@ -21,6 +21,16 @@ How it works:
 - **Cancellation**: a consumer that stops iterating (a client that went away) marks its job cancelled; a waiting
   job leaves the queue at once, a running one stops within one layer (also while its video is being read) and
   the worker moves on.
+- **Each variant reads its own frames**: a run or export the frames it was trained on (run.json / export manifest),
+  the base model its family's defaults on a GPU and the CPU budget (``VMETA_CPU_VIDEO_MAX_PIXELS``) on a CPU.
+- **What was read is not read again**: a :class:`~vmeta.models.prompt_cache.PromptCache` keeps the KV cache of
+  recent prompts and the vision features of recent videos per (variant, person), so a follow-up reads only its
+  new tokens; :meth:`LocalEngine.read_ahead` reads a just-uploaded video (and the conversation so far) while the
+  person types, whenever no answer is waiting, pausing between chunks as soon as one is. ``Stage`` events tell
+  the client what is being read before the first token.
+- **On a CPU**: bfloat16 where the CPU computes it natively (float32 elsewhere), and with the OpenVINO runtime
+  (default when installed) every linear layer runs in OpenVINO with int8 weights
+  (:mod:`vmeta.models.openvino_linear`); LoRA adapters still switch per request around those layers.
 - Generation goes through :func:`vmeta.models.generate.generate_stream` (the one generation function).
 """
 
