@@ -1,4 +1,4 @@
-"""Commands: `vmeta models list`, `vmeta models build-tiny DIR`."""
+"""Commands: `vmeta models list`, `vmeta models build-tiny DIR`, `vmeta models build-demo DIR`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from vmeta.cli.apps import console, models_app
+from vmeta.models.demo import DEFAULT_STEPS as DEMO_STEPS
 
 
 @models_app.command("list")
@@ -82,3 +83,53 @@ def build_tiny_cmd(
     console.print(f"  parameters: {info.parameters:,} (random, seed {info.seed})", highlight=False)
     console.print(f"  tokenizer:  {info.tokenizer_source}, vocabulary {info.vocab_size:,}", highlight=False)
     console.print("  load with: transformers.AutoProcessor / Qwen2VLForConditionalGeneration.from_pretrained(DIR)")
+
+
+@models_app.command("build-demo")
+def build_demo_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (must be empty or missing unless --force).")],
+    seed: Annotated[int, typer.Option(help="Random seed of the starting weights (same seed -> same model).")] = 0,
+    steps: Annotated[int, typer.Option(help="Training steps (fewer: faster, but the template may not be learnt).")] = (
+        DEMO_STEPS
+    ),
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="Sample folder (sheet.csv + videos/); default: the repository's examples/sample."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Learn a vmeta dataset's split instead of the sample (e.g. keep test unseen).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="With --data: the split whose labels are learnt.")] = "train",
+    force: Annotated[bool, typer.Option("--force", help="Replace the contents of a non-empty folder.")] = False,
+) -> None:
+    """Build the tiny Qwen2-VL trained on the sample labels, so it answers in the template's words (offline demos;
+    NOT a real model)."""
+    from rich.progress import TextColumn
+
+    from vmeta.models.demo import build_demo
+    from vmeta.progress import progress_bar
+
+    phases = {
+        "prepare": "reading the labels, decoding the videos",
+        "train": "training on the labels",
+        "check": "answering one video",
+        "save": "saving",
+    }
+    with progress_bar(TextColumn("{task.fields[info]}"), console=console) as bar:
+        task = bar.add_task(phases["prepare"], total=steps, info="")
+
+        def show(phase: str, done: int, total: int, loss: float | None) -> None:
+            info = f"loss {loss:.4f}" if loss is not None else ""
+            bar.update(task, description=phases.get(phase, phase), completed=done, total=total, info=info)
+
+        info = build_demo(
+            out_dir, seed=seed, steps=steps, sample=sample, data=data, split=split, force=force, progress=show
+        )
+    console.print(f"[green]built[/] {info.path} in {info.seconds:.0f} s", highlight=False)
+    console.print(
+        f"  parameters: {info.parameters:,}, trained {info.steps} steps on {info.samples} labels "
+        f"(seed {info.seed}, final loss {info.final_loss:.4f})",
+        highlight=False,
+    )
+    console.print(f"  answer for one of its videos: {info.sample_answer}", highlight=False, markup=False)
+    console.print("  a demo that recites its labels, NOT a real model; use it like the tiny model (--model DIR)")

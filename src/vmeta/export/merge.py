@@ -438,7 +438,10 @@ def export_run(cfg: ExportConfig, *, settings: Settings | None = None, log: Any 
             raise RuntimeError("the written shards are inconsistent: " + "; ".join(report.problems))
         base_label = info.base_name or base_dir or str(info.model_dir)
         manifest = _manifest(info, cfg, base_label, base_dir, dtype_name, report, merged_from)
-        manifest["not_a_real_model"] = marker is not None and "tiny-random" in marker.read_text(encoding="utf-8")
+        kind = _read_json(marker).get("kind") if marker is not None else None
+        manifest["not_a_real_model"] = kind in ("tiny-random", "tiny-demo")
+        if kind == "tiny-demo":
+            manifest["demo_model"] = True  # trained on the sample labels by `vmeta models build-demo`
         from vmeta.jsonio import write_json
 
         write_json(staging / EXPORT_MANIFEST, manifest)
@@ -623,7 +626,13 @@ def model_card(info: RunInfo, manifest: dict[str, Any], results: dict[str, Any] 
     front += ["tags:", "  - vmeta", "  - video-metaphor", f"  - {info.method}", "---", ""]
     name = out.name
     lines = [*front, f"# {name}", ""]
-    if tiny:
+    if manifest.get("demo_model"):
+        lines += [
+            "> **Demo test model**: exported from a run on vmeta's demo Qwen2-VL (the tiny architecture trained on "
+            "a few sample labels, which it recites). Not a real model.",
+            "",
+        ]
+    elif tiny:
         lines += ["> **Random-weight test model**: exported from a run on vmeta's tiny Qwen2-VL. Not a real model.", ""]
     lines += [
         f"A video LLM fine-tuned with **{info.method}** by vmeta to explain the metaphor of a "

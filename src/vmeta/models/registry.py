@@ -245,6 +245,14 @@ register(
 )
 
 
+# vmeta.json kinds of the tiny architecture: random weights (build-tiny) or trained on the sample (build-demo).
+TINY_KINDS = ("tiny-random", "tiny-demo")
+DEMO_NOTES = (
+    "The tiny architecture trained on the sample labels by `vmeta models build-demo`: it recites them in the "
+    "template's shape, for offline demos; NOT a real model."
+)
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """What to load and from where. ``pretrained_id`` is what to pass to ``from_pretrained``."""
@@ -417,8 +425,11 @@ def spec_for_folder(folder: Path, *, hub_id: str | None = None) -> ModelSpec:
     model_type = str(cfg.get("model_type", ""))
     label = hub_id or folder.name
     vmeta_info = _read_json(folder / "vmeta.json")
-    if vmeta_info and vmeta_info.get("kind") == "tiny-random":
-        return replace(MODELS["tiny"], name=label, parameters=vmeta_info.get("parameters"), aliases=(), default=False)
+    if vmeta_info and vmeta_info.get("kind") in TINY_KINDS:
+        notes = MODELS["tiny"].notes if vmeta_info["kind"] == "tiny-random" else DEMO_NOTES
+        return replace(
+            MODELS["tiny"], name=label, parameters=vmeta_info.get("parameters"), aliases=(), default=False, notes=notes
+        )
     if model_type in _MODEL_TYPE_FAMILY:
         family, remote = _MODEL_TYPE_FAMILY[model_type]
         if family == "videollama3" and remote:

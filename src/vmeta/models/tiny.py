@@ -351,10 +351,7 @@ def build_tiny(out_dir: str | Path, *, seed: int = 0, tokenizer: str = "auto", f
 
 def build_tiny_info(out_dir: str | Path, *, seed: int = 0, tokenizer: str = "auto", force: bool = False) -> TinyInfo:
     out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file, not a folder: choose another path for the tiny model.")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} is not empty: choose an empty folder, or pass --force to replace its contents.")
+    check_target(out, force=force, what="the tiny model")
 
     import torch
     import transformers
@@ -416,6 +413,14 @@ def build_tiny_info(out_dir: str | Path, *, seed: int = 0, tokenizer: str = "aut
     return TinyInfo(path=out, parameters=n_params, tokenizer_source=tok_source, vocab_size=vocab_size, seed=seed)
 
 
+def check_target(out: Path, *, force: bool, what: str) -> None:
+    """Refuse a file, or a non-empty folder without ``force``, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, not a folder: choose another path for {what}.")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} is not empty: choose an empty folder, or pass --force to replace its contents.")
+
+
 @contextmanager
 def _quiet_transformers():  # type: ignore[no-untyped-def]
     """No progress bars while saving a 40 MB model (they clutter the CLI and test logs)."""
@@ -439,7 +444,7 @@ def _normal_permissions(folder: Path) -> None:
         p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
-def _move_into_place(target: Path, out: Path, *, force: bool) -> None:
+def _move_into_place(target: Path, out: Path, *, force: bool, what: str = "the tiny model") -> None:
     if force and out.exists():
         shutil.rmtree(out)
     try:
@@ -448,7 +453,7 @@ def _move_into_place(target: Path, out: Path, *, force: bool) -> None:
         # Another process finished building the same folder first: keep its copy when it is complete.
         if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
             return
-        raise UserError(f"{out} changed while the tiny model was being built; run the command again.") from None
+        raise UserError(f"{out} changed while {what} was being built; run the command again.") from None
 
 
 def read_tiny_info(path: str | Path) -> dict | None:
