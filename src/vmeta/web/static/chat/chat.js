@@ -473,21 +473,31 @@ function assistantNode(m) {
   const bubble = el("div", "bubble");
   const text = el("div", "text");
   text.append(document.createTextNode(m.content || ""));
-  bubble.append(text, el("div", "status-line hidden"));
+  bubble.append(text, el("div", "blank-note hidden"), el("div", "status-line hidden"));
   body.append(bubble, el("div", "notice-slot"), el("div", "answer-meta"));
   node.append(bot, body);
   decorate(node);
   return node;
 }
 
+/** No visible text yet: empty, or only spaces and newlines (an untrained model's answer). */
+function isBlank(m) { return !(m.content || "").trim(); }
+
 /** (Re)draw everything language-dependent of an assistant message: status line, notice, meta line. */
 function decorate(node) {
   const m = node._msg;
   node.dataset.status = m.status;
+  // A blank answer is a short muted note, not a bubble stretched by newlines.
+  const blank = isBlank(m);
+  node.classList.toggle("blank", blank);
+  const note = node.querySelector(".blank-note");
+  const noted = blank && (m.status === "complete" || m.status === "interrupted");
+  note.textContent = noted ? t(m.content ? "chat.blank_answer" : "chat.empty_answer") : "";
+  show(note, noted);
   const status = node.querySelector(".status-line");
   status.replaceChildren();
   status.classList.remove("queued");
-  if (m.status === "streaming" && !m.content) {
+  if (m.status === "streaming" && blank) {
     if (m.queuePosition) {
       status.classList.add("queued");
       status.append(el("span", "queue-text", t("chat.queued", { n: m.queuePosition })));
@@ -642,13 +652,15 @@ async function send() {
       asst.queuePosition = null;
       asst.stage = { name, facts, elapsed_ms: elapsedMs, at: performance.now() };
       decorate(node);
-      if (!stageTicker) stageTicker = setInterval(() => { if (!asst.content && asst.status === "streaming") decorate(node); }, 200);
+      if (!stageTicker) stageTicker = setInterval(() => { if (isBlank(asst) && asst.status === "streaming") decorate(node); }, 200);
     } else if (event === "token") {
       const wasEmpty = !asst.content;
+      const wasBlank = isBlank(asst);
       const stick = nearBottom();
       asst.content += data.text;
       textNode.appendData(data.text);
-      if (wasEmpty) { asst.queuePosition = null; decorate(node); }
+      if (wasEmpty) asst.queuePosition = null;
+      if (wasEmpty || (wasBlank && !isBlank(asst))) decorate(node);
       if (stick) scrollToBottom(true);
     } else if (event === "done") {
       Object.assign(asst, data, { id: data.message_id, status: "complete" });
