@@ -224,12 +224,26 @@ def test_models_list_offline(tiny_data_dir, tmp_path):
     assert rows["tiny"]["source"] == "local" and rows["tiny"]["path"] == str(tiny_data_dir / "models" / "tiny")
     assert rows["qwen2.5-vl-3b-instruct"]["source"] == "hf-cache"
     assert rows["qwen2-vl-2b-instruct"]["source"] == "hub" and rows["qwen2-vl-2b-instruct"]["default"]
+    # the frames the chat server reads with each model: the family's defaults on a GPU, the CPU budget on a CPU
+    qwen = rows["qwen2-vl-2b-instruct"]
+    assert qwen["frames_gpu"]["max_pixels"] == 768 * 28 * 28 and qwen["frames_gpu"]["source"] == "model defaults"
+    assert qwen["frames_cpu"]["max_pixels"] == 256 * 256 and qwen["frames_cpu"]["source"].startswith("CPU budget")
+    internvl = rows["internvl2.5-2b"]  # fixed 448x448 frames everywhere
+    assert internvl["frames_cpu"] == internvl["frames_gpu"] and internvl["frames_cpu"]["height"] == 448
 
     res = _models_list(tiny_data_dir, cache)
     assert res.returncode == 0, res.stderr
     for name in EXPECTED:
         assert name in res.stdout
     assert "would download" in res.stdout and "OpenGVLab/InternVL2_5-2B-MPO-hf" in res.stdout
+
+
+def test_models_list_cpu_budget_follows_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMETA_CPU_VIDEO_MAX_PIXELS", str(128 * 128))
+    res = _models_list(tmp_path / "fresh", tmp_path / "hf", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["qwen2-vl-2b-instruct"]["frames_cpu"]["max_pixels"] == 128 * 128
 
 
 def test_models_list_reports_tiny_not_built(tmp_path):

@@ -17,14 +17,18 @@ from vmeta.models.demo import DEFAULT_STEPS as DEMO_STEPS
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Registered models: hub id, family, size, and whether each is on disk or would download. No network."""
+    """Registered models: hub id, family, size, whether each is on disk or would download, and the frames the chat
+    server reads from a video with each (on a GPU / on a CPU). No network."""
+    from vmeta.cli.serve import describe_frames
     from vmeta.config import get_settings
     from vmeta.models.registry import MODELS, resolve
+    from vmeta.serve.model_catalog import base_frames, frames_summary
 
     settings = get_settings()
     rows = []
     for name in MODELS:
         r = resolve(name, settings, build_tiny=False)
+        frames = {dev: frames_summary(*base_frames(r.spec, dev, settings)) for dev in ("cuda", "cpu")}
         rows.append(
             {
                 "name": r.name,
@@ -36,13 +40,15 @@ def list_models(
                 "path": str(r.path) if r.path else None,
                 "trust_remote_code": r.trust_remote_code,
                 "default": r.spec.default,
+                "frames_gpu": frames["cuda"],
+                "frames_cpu": frames["cpu"],
             }
         )
     if as_json:
         console.print_json(json.dumps(rows, ensure_ascii=False))
         return
     table = Table(title="vmeta models", title_justify="left")
-    for col in ("name", "hub id", "family", "size", "where"):
+    for col in ("name", "hub id", "family", "size", "where", "frames served (GPU / CPU)"):
         table.add_column(col, overflow="fold")
     styles = {"local": "green", "hf-cache": "green", "hub": "yellow", "build": "cyan"}
     for row in rows:
@@ -61,8 +67,19 @@ def list_models(
             row["family"],
             row["size"],
             f"[{styles[row['source']]}]{where}[/]",
+            _frames_cell(row["frames_gpu"], row["frames_cpu"], describe_frames),
         )
     console.print(table)
+    console.print(
+        "Fine-tuned runs and exports are served with the frames they were trained on; "
+        "VMETA_CPU_VIDEO_MAX_PIXELS sets the CPU budget.",
+        style="dim",
+    )
+
+
+def _frames_cell(gpu: dict, cpu: dict, describe) -> str:  # type: ignore[no-untyped-def]
+    same = {k: v for k, v in gpu.items() if k != "source"} == {k: v for k, v in cpu.items() if k != "source"}
+    return describe(gpu) if same else f"GPU: {describe(gpu)}\nCPU: {describe(cpu)}"
 
 
 @models_app.command("build-tiny")

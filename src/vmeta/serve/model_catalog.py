@@ -331,14 +331,16 @@ def base_frames(spec, device: str, settings: Settings) -> tuple[FrameSettings, s
 
     from vmeta.models.generate import frame_settings_for
 
+    from vmeta.models.generate import QWEN_FAMILIES
+
     fs = frame_settings_for(spec)
-    if not device.startswith("cpu") or fs.resized_height is not None:  # fixed-size families (InternVL) stay as they are
+    if not device.startswith("cpu") or spec.family not in QWEN_FAMILIES:  # fixed sizes (InternVL) or own reader
         return fs, "model defaults"
     budget = int(settings.cpu_video_max_pixels)
     if fs.max_pixels is not None and fs.max_pixels <= budget:
         return fs, "model defaults"
     lo = min(fs.effective_min_pixels, CPU_MIN_PIXELS, budget)
-    return dc_replace(fs, max_pixels=budget, min_pixels=lo), "CPU budget (VMETA_CPU_VIDEO_MAX_PIXELS)"
+    return dc_replace(fs, max_pixels=budget, min_pixels=lo), "CPU budget: VMETA_CPU_VIDEO_MAX_PIXELS"
 
 
 def recorded_frames(entry: CatalogEntry) -> FrameSettings | None:
