@@ -35,14 +35,17 @@ vmeta data split "$W/ds" --test-per-category 1
 vmeta data export "$W/ds"
 vmeta data stats "$W/ds"
 
-# 5. Models, offline: a tiny Qwen2-VL with random weights (its text is gibberish; every stage is real).
-#    With real weights use --model qwen2-vl-2b-instruct (or a local folder) and drop --max-steps.
-vmeta models build-tiny "$W/tiny" --force
-vmeta predict --model "$W/tiny" --data "$W/ds" --split test --out "$W/pred/zero-shot.jsonl" --max-new-tokens 16
+# 5. Models, offline: a demo model, the tiny Qwen2-VL trained for half a minute on the train split's labels, so it
+#    answers in the template's words (every stage is real). It recites what it learnt: on the unseen test clips its
+#    answers are other clips' labels or blends of them, scored as such. `vmeta models build-tiny` is the same
+#    architecture with random weights (blank answers). With real weights use --model qwen2-vl-2b-instruct (or a
+#    local folder) and drop --max-steps.
+vmeta models build-demo "$W/demo" --data "$W/ds" --split train --force
+vmeta predict --model "$W/demo" --data "$W/ds" --split test --out "$W/pred/zero-shot.jsonl" --max-new-tokens 256
 
 # 6. Fine-tune with LoRA (a few steps here; configs/qwen2-vl-2b/*.yaml hold the thesis settings), predict with the run.
-vmeta train --method lora --model "$W/tiny" --data "$W/ds" --out "$W/runs/lora" --max-steps 4 --overwrite
-vmeta predict --run "$W/runs/lora" --data "$W/ds" --split test --out "$W/pred/lora.jsonl" --max-new-tokens 16
+vmeta train --method lora --model "$W/demo" --data "$W/ds" --out "$W/runs/lora" --max-steps 4 --overwrite
+vmeta predict --run "$W/runs/lora" --data "$W/ds" --split test --out "$W/pred/lora.jsonl" --max-new-tokens 256
 
 # 7. Evaluate (BERTScore needs bert-base-chinese on disk; drop --no-bertscore when you have it) and compare.
 vmeta eval "$W/pred/zero-shot.jsonl" --out "$W/eval/zero-shot" --no-bertscore
@@ -51,4 +54,5 @@ vmeta compare "$W/eval/zero-shot" "$W/eval/lora" --names zero-shot,lora --out "$
 
 # 8. Merge the adapter into a standalone model folder (safetensors shards, processor, model card).
 vmeta export "$W/runs/lora" --out "$W/exports/lora" --overwrite
-# Then chat with it in the browser:  vmeta serve --model "$W/tiny" --adapter lora="$W/runs/lora/adapter"
+# Then chat with it in the browser:  vmeta serve --model "$W/demo" --adapter lora="$W/runs/lora/adapter"
+# (`vmeta models build-demo DIR` alone learns all ten sample clips: send one and it answers with its label.)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vmeta.dataset.template import conforms
 from vmeta.testing.browser import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +44,22 @@ def test_worked_example_end_to_end(tmp_path):
     assert (ds / "export" / "sharegpt" / test[0]["videos"][0]).resolve().is_file()
     assert (ds / "report" / "stats.html").is_file()
 
-    test_ids = sorted(json.loads((ds / "splits.json").read_text(encoding="utf-8"))["ids"]["test"])
+    split_ids = json.loads((ds / "splits.json").read_text(encoding="utf-8"))["ids"]
+    test_ids = sorted(split_ids["test"])
+    # the demo model learnt the train split's labels only: the test clips stay unseen
+    demo = json.loads((work / "demo" / "vmeta.json").read_text(encoding="utf-8"))
+    assert demo["kind"] == "tiny-demo" and sorted(demo["trained_on"]["ids"]) == sorted(split_ids["train"])
     for name in ("zero-shot", "lora"):
         lines = (work / "pred" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
-        assert sorted(json.loads(line)["id"] for line in lines) == test_ids
-        assert json.loads((work / "eval" / name / "results.json").read_text(encoding="utf-8"))["n"] == len(test_ids)
+        preds = [json.loads(line) for line in lines]
+        assert sorted(p["id"] for p in preds) == test_ids
+        # it answers in words, in the template's shape: Chinese sentences, not blank lines
+        assert all(p["output"].strip().startswith("本视频") for p in preds), [p["output"][:40] for p in preds]
+        assert any(conforms(p["output"]) for p in preds)
+        results = json.loads((work / "eval" / name / "results.json").read_text(encoding="utf-8"))
+        assert results["n"] == len(test_ids)
+        # other clips' labels score some overlap (the template's words, shared phrases), not a copy of the reference
+        assert 0 < results["headline"]["bleu4"] < 100 and 0 < results["headline"]["rougeL"] < 100
     assert json.loads((work / "runs" / "lora" / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
     assert (work / "compare" / "compare.md").is_file()
     assert (work / "exports" / "lora" / "model.safetensors").is_file()
