@@ -47,3 +47,12 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
         "audio_only": media.make_audio_only(d / "audio_only.mp4"),
         "missing": d / "missing.mp4",
     }
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """`vmeta models build-demo` with its defaults (the tiny Qwen2-VL trained on examples/sample, ~30 s on 2 cores),
+    built once per session for the model and chat tests. Read-only: copy it to modify."""
+    from vmeta.models.demo import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo-model") / "demo", seed=0).path

@@ -31,17 +31,12 @@ def _ask(loaded, video: Path, prompt: str = DEFAULT_PROMPT) -> str:  # type: ign
     return generate(loaded, [{"role": "user", "content": parts}], GenerationSettings(max_new_tokens=300)).text
 
 
-@pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory) -> Path:
-    """The demo model as `vmeta models build-demo` makes it (default steps), built once per session."""
-    return build_demo(tmp_path_factory.mktemp("models") / "demo", seed=0).path
-
-
 @pytest.fixture(scope="module")
-def demo(demo_dir):  # type: ignore[no-untyped-def]
+def demo(demo_model_dir):  # type: ignore[no-untyped-def]
+    """The session's demo model (tests/conftest.py: build-demo with its defaults), loaded."""
     from vmeta.models.load import load_model
 
-    return load_model(demo_dir, device="cpu", cache=False)
+    return load_model(demo_model_dir, device="cpu", cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +64,10 @@ def test_chat_messages_get_the_label_too(demo, prompt):
 
 
 @pytest.mark.slow
-def test_folder_is_a_tiny_checkpoint_marked_as_a_demo(demo_dir, tiny_model_dir):
+def test_folder_is_a_tiny_checkpoint_marked_as_a_demo(demo_model_dir, tiny_model_dir):
     from vmeta.models.registry import spec_for_folder
 
+    demo_dir = demo_model_dir
     assert sorted(p.name for p in demo_dir.iterdir()) == sorted(p.name for p in tiny_model_dir.iterdir())
     assert _sha(demo_dir) != _sha(tiny_model_dir)  # trained, not the random weights
     info = json.loads((demo_dir / "vmeta.json").read_text(encoding="utf-8"))
