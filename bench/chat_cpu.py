@@ -14,10 +14,11 @@ Configurations (each in its own fresh process, so peak memory is its own):
 - before-fp32 / before-bf16: the generation path `vmeta serve` used before the prompt cache
   (`generate_stream` without a store: every turn reads the whole conversation, the video included), in
   float32 (the old CPU default) and bfloat16.
-- now: the default CPU path, through `LocalEngine` as the server runs it — the OpenVINO runtime (linear layers
-  with int8 weights and int8 activations), bf16 elsewhere where the CPU computes it natively (else float32), the
-  prompt cache, reading ahead at upload.
-- now-torch: the same with the PyTorch runtime (full bf16 weights): what the cache and the read ahead give alone.
+- now: the default CPU path, through `LocalEngine` as the server runs it — the int8 runtime (linear layers with
+  int8 weights through PyTorch's int8 operators), bf16 elsewhere where the CPU computes it natively (else
+  float32), the prompt cache, reading ahead at upload.
+- now-openvino: the same with the linear layers in OpenVINO (int8 weights, int8 activations).
+- now-torch: the same with full bf16 weights: what the cache and the read ahead give alone.
 
 Measured per run (medians over --runs are printed): first token of a cold turn 1 (video and question in one
 request, as /v1 clients send it), first token of the follow-up (the same history + the answer + a question),
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 QUESTION = "这个视频的隐喻是什么？"
 FOLLOW_UP = "这个隐喻表达了什么情绪？"
-CONFIGS = ("before-fp32", "before-bf16", "now-torch", "now")
+CONFIGS = ("before-fp32", "before-bf16", "now-torch", "now-openvino", "now")
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -105,7 +106,7 @@ def worker(args) -> None:
 
     config = args.worker
     dtype = "float32" if config.endswith("fp32") else "bfloat16" if config == "before-bf16" else None
-    runtime = "openvino" if config == "now" else "torch"
+    runtime = {"now": "int8", "now-openvino": "openvino"}.get(config, "torch")
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="vmeta-bench-")), hf_offline=True)
     t0 = time.perf_counter()
     engine = LocalEngine(settings, str(args.model), device="cpu", dtype=dtype, runtime=runtime)
@@ -239,7 +240,7 @@ def main() -> None:
     if "now" in results:
         now = results["now"]["runs"]
         print()
-        for ref in ("before-bf16", "before-fp32", "now-torch"):
+        for ref in ("before-bf16", "before-fp32", "now-torch", "now-openvino"):
             if ref not in results:
                 continue
             old = results[ref]["runs"]

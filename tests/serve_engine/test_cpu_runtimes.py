@@ -1,16 +1,22 @@
-"""The local engine with the OpenVINO runtime (linear layers int8 in OpenVINO): it serves the base, LoRA adapters
-switched per request and follow-ups from the prompt cache; DoRA adapters are refused with the reason."""
+"""The local engine with the int8 CPU runtimes (PyTorch's int8 operators, the default on CPUs; OpenVINO): each
+serves the base, LoRA adapters switched per request and follow-ups from the prompt cache; DoRA adapters are refused
+with the reason."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 
 import pytest
 
-pytest.importorskip("openvino", reason="openvino is not installed (pip install openvino): the CPU runtime is off")
-
 from vmeta.errors import UserError
 from vmeta.serve.engine_api import ChatRequest, Done, Token
+
+OPENVINO = importlib.util.find_spec("openvino") is not None
+RUNTIMES = [
+    "int8",
+    pytest.param("openvino", marks=pytest.mark.skipif(not OPENVINO, reason="openvino is not installed")),
+]
 
 
 def ask(engine, model, messages, user="u", n=6):
@@ -39,7 +45,8 @@ def dora(tiny_loaded, tmp_path_factory):
     return out
 
 
-def test_openvino_engine_serves_base_adapters_and_follow_ups(engine_settings, adapters, dora, small_clip):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_int8_runtime_serves_base_adapters_and_follow_ups(runtime, engine_settings, adapters, dora, small_clip):
     from vmeta.serve.engine import LocalEngine
 
     eng = LocalEngine(
@@ -47,14 +54,19 @@ def test_openvino_engine_serves_base_adapters_and_follow_ups(engine_settings, ad
         "tiny",
         adapters={"A": str(adapters["A"]), "D": str(dora)},
         device="cpu",
-        runtime="openvino",
+        runtime=None if runtime == "int8" else runtime,  # int8 is the CPU default
     )
     try:
-        assert eng.wait_ready(120) and eng.runtime == "openvino"
-        assert "OpenVINO" in eng.runtime_note and "int8" in eng.runtime_note
-        from vmeta.models.openvino_linear import OVLinear
+        assert eng.wait_ready(120) and eng.runtime == runtime
+        assert "int8" in eng.runtime_note
+        from vmeta.models.int8_linear import Int8Linear
 
-        assert any(isinstance(m, OVLinear) for m in eng.base_model.modules())
+        layer = (
+            Int8Linear
+            if runtime == "int8"
+            else __import__("vmeta.models.openvino_linear").models.openvino_linear.OVLinear
+        )
+        assert any(isinstance(m, layer) for m in eng.base_model.modules())
         base, _ = ask(eng, "tiny", [{"role": "user", "content": "你好"}])
         with_a, done_a = ask(eng, "tiny:A", [{"role": "user", "content": "你好"}])
         assert base != with_a and done_a.adapter == "A"
@@ -77,18 +89,21 @@ def test_openvino_engine_serves_base_adapters_and_follow_ups(engine_settings, ad
         eng.close()
 
 
+@pytest.mark.skipif(not OPENVINO, reason="openvino is not installed")
 def test_runtime_choice(monkeypatch):
     from vmeta.models import openvino_linear
     from vmeta.serve.engine import _pick_runtime
 
-    assert _pick_runtime("auto", "cpu") == "openvino"
+    assert _pick_runtime("auto", "cpu") == "int8"
+    assert _pick_runtime("openvino", "cpu") == "openvino"
     assert _pick_runtime("torch", "cpu") == "torch"
     assert _pick_runtime("auto", "cuda") == "torch"  # GPUs keep PyTorch
     with pytest.raises(UserError, match="runs on CPUs"):
         _pick_runtime("openvino", "cuda:0")
     with pytest.raises(UserError, match="one of"):
         _pick_runtime("onnx", "cpu")
+    with pytest.raises(UserError, match="runs on CPUs"):
+        _pick_runtime("int8", "cuda")
     monkeypatch.setattr(openvino_linear, "unavailable", lambda: "openvino is not installed")
-    assert _pick_runtime("auto", "cpu") == "torch"
     with pytest.raises(UserError, match="not installed"):
         _pick_runtime("openvino", "cpu")

@@ -74,8 +74,8 @@ def serve(
         str | None,
         typer.Option(
             "--runtime",
-            help="On a CPU: openvino (linear layers in OpenVINO, int8 weights), torch, or auto (default: "
-            "VMETA_CPU_RUNTIME, auto = openvino when installed).",
+            help="On a CPU: int8 (linear layers with int8 weights, PyTorch's int8 operators), openvino (the same "
+            "in OpenVINO), torch (full weights), or auto (default: VMETA_CPU_RUNTIME; auto = int8 on CPUs).",
         ),
     ] = None,
     workers: Annotated[
@@ -131,7 +131,9 @@ def serve(
     if hasattr(eng, "dtype_reason"):  # the local engine: say what runs where, and what each variant reads
         console.print(
             f"model on {eng.device} in {str(eng.dtype).replace('torch.', '')}: {eng.dtype_reason}; runtime: "
-            + ("PyTorch" if eng.runtime == "torch" else "OpenVINO, int8 weights (converted while loading)"),
+            + {"torch": "PyTorch, full weights", "int8": "int8 weights (PyTorch's int8 operators)"}.get(
+                eng.runtime, "int8 weights in OpenVINO"
+            ),
             highlight=False,
             soft_wrap=True,
         )

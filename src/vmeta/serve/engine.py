@@ -28,9 +28,10 @@ How it works:
   new tokens; :meth:`LocalEngine.read_ahead` reads a just-uploaded video (and the conversation so far) while the
   person types, whenever no answer is waiting, pausing between chunks as soon as one is. ``Stage`` events tell
   the client what is being read before the first token.
-- **On a CPU**: bfloat16 where the CPU computes it natively (float32 elsewhere), and with the OpenVINO runtime
-  (default when installed) every linear layer runs in OpenVINO with int8 weights
-  (:mod:`vmeta.models.openvino_linear`); LoRA adapters still switch per request around those layers.
+- **On a CPU**: bfloat16 where the CPU computes it natively (float32 elsewhere), and every linear layer holds int8
+  weights (runtime ``int8``, the default: PyTorch's int8 operators, :mod:`vmeta.models.int8_linear`; or
+  ``openvino``: OpenVINO's, :mod:`vmeta.models.openvino_linear`); LoRA adapters still switch per request around
+  those layers. ``--runtime torch`` keeps the full weights.
 - Generation goes through :func:`vmeta.models.generate.generate_stream` (the one generation function).
 """
 
@@ -129,7 +130,7 @@ class LocalEngine:
         self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
         self.runtime = _pick_runtime(runtime or self.settings.cpu_runtime, self.device)
-        self.runtime_note = "PyTorch" if self.runtime == "torch" else "OpenVINO (not loaded yet)"
+        self.runtime_note = {"torch": "PyTorch, full weights"}.get(self.runtime, f"{self.runtime} (not loaded yet)")
         self.base_id = model_catalog.base_model_id(self.base, self.settings)
 
         # Model state: touched by the worker thread only (read elsewhere for tests / stats).
@@ -468,13 +469,17 @@ class LocalEngine:
         return loaded
 
     def _accelerate(self, loaded: Any) -> None:
-        """With the OpenVINO runtime: move the model's linear layers there (int8 weights), in place."""
-        if self.runtime != "openvino":
-            return
-        from vmeta.models.openvino_linear import convert_linears
+        """With an int8 runtime: the model's linear layers get int8 weights, in place."""
+        if self.runtime == "int8":
+            from vmeta.models.int8_linear import convert_linears
 
-        precision = "bf16" if str(self.dtype) == "torch.bfloat16" else "f32"
-        conversion = convert_linears(loaded.model, precision=precision)
+            conversion = convert_linears(loaded.model)
+        elif self.runtime == "openvino":
+            from vmeta.models.openvino_linear import convert_linears as convert_ov
+
+            conversion = convert_ov(loaded.model, precision="bf16" if self.dtype == torch_bf16() else "f32")
+        else:
+            return
         self.runtime_note = conversion.describe()
         log.info("engine: %s", self.runtime_note)
 
@@ -487,9 +492,9 @@ class LocalEngine:
         if key in self._adapter_errors:
             raise EngineError(f"model '{entry.id}' cannot be used on this server: {self._adapter_errors[key]}.")
         base = self._load_base()
-        if self.runtime == "openvino" and _is_dora(entry.path):
+        if self.runtime != "torch" and _is_dora(entry.path):
             reason = (
-                "a DoRA adapter needs the base weights in PyTorch; serve it with --runtime torch, or merge it "
+                "a DoRA adapter needs the base model's full weights; serve it with --runtime torch, or merge it "
                 "with `vmeta export` and serve the export"
             )
             self._adapter_errors[key] = reason
@@ -781,24 +786,31 @@ def _remove_partial_adapter(model: Any, peft_model: Any, name: str) -> None:
         peft_model.peft_config.pop(name, None)
 
 
-def _pick_runtime(asked: str, device: str) -> str:
-    """torch | openvino for a device: OpenVINO only on CPUs ("auto" takes it when it is installed)."""
-    from vmeta.models.openvino_linear import unavailable
+RUNTIMES = ("auto", "int8", "openvino", "torch")
 
+
+def _pick_runtime(asked: str, device: str) -> str:
+    """int8 | openvino | torch for a device. The int8 runtimes are for CPUs; "auto" is int8 there, torch on GPUs."""
     asked = (asked or "auto").strip().lower()
-    if asked not in ("auto", "torch", "openvino"):
-        raise UserError(f"runtime {asked!r} is not one of: auto, torch, openvino.")
-    if asked == "torch" or not device.startswith("cpu"):
-        if asked == "openvino":
-            raise UserError(f"the OpenVINO runtime runs on CPUs; this server uses {device}. Use --runtime torch.")
+    if asked not in RUNTIMES:
+        raise UserError(f"runtime {asked!r} is not one of: {', '.join(RUNTIMES)}.")
+    if not device.startswith("cpu"):
+        if asked in ("int8", "openvino"):
+            raise UserError(f"the {asked} runtime runs on CPUs; this server uses {device}. Use --runtime torch.")
         return "torch"
-    why = unavailable()
-    if why is None:
-        return "openvino"
     if asked == "openvino":
-        raise UserError(f"--runtime openvino: {why}.")
-    log.info("engine: PyTorch on the CPU (%s)", why)
-    return "torch"
+        from vmeta.models.openvino_linear import unavailable
+
+        why = unavailable()
+        if why is not None:
+            raise UserError(f"--runtime openvino: {why}.")
+    return "int8" if asked == "auto" else asked
+
+
+def torch_bf16():  # type: ignore[no-untyped-def]
+    import torch
+
+    return torch.bfloat16
 
 
 def _is_dora(path: Path | None) -> bool:

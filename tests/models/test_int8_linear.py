@@ -1,0 +1,106 @@
+"""The int8 runtime (PyTorch's int8 operators): a single token is computed from the int8 weights exactly (the
+weight-only operator); prompts quantise their activations per row too and stay within a stated tolerance; LoRA
+adapters wrap the int8 layers; shapes the operators do not take are left alone."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from vmeta.config import Settings
+from vmeta.models.int8_linear import ROWS_FOR_INT8_MATMUL, Int8Linear, convert_linears, convertible, quantize_int8
+
+
+def _rounded(linear: torch.nn.Linear) -> torch.nn.Linear:
+    """A float copy of `linear` whose weight is its int8 round trip (what Int8Linear holds)."""
+    out = copy.deepcopy(linear)
+    q, scale = quantize_int8(linear.weight)
+    with torch.no_grad():
+        out.weight.copy_((q.float() * scale[:, None]).to(out.weight.dtype))
+    return out
+
+
+def test_one_layer_single_token_exact_prompt_close():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 40)
+    layer, ref = Int8Linear(lin), _rounded(lin)
+    assert isinstance(layer, torch.nn.Linear) and layer.weight.numel() == 0 and layer.qweight.dtype == torch.int8
+    one = torch.randn(1, 3, 64)  # 3 rows: the weight-only operator, no activation rounding
+    torch.testing.assert_close(layer(one), ref(one), atol=1e-5, rtol=1e-5)
+    many = torch.randn(2, ROWS_FOR_INT8_MATMUL, 64)  # 32 rows: int8 x int8
+    err = (layer(many) - ref(many)).abs().max() / ref(many).abs().max()
+    assert 0 < err < 0.02, err  # activations are rounded to int8 too, per row
+    assert layer(many.bfloat16()).dtype == torch.bfloat16 and layer(one.bfloat16()).dtype == torch.bfloat16
+
+
+def test_unsupported_shapes_stay_float():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 40), torch.nn.Linear(40, 24), torch.nn.Linear(24, 64))
+    conv = convert_linears(model)
+    assert [type(m).__name__ for m in model] == ["Int8Linear", "Linear", "Linear"]  # in 40 / 24: not multiples of 32
+    assert conv.layers == 1 and conv.kept == 2 and conv.bytes_after < conv.bytes_before / 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, tiny_data_dir):
+    from vmeta.models.load import load_model
+
+    return load_model(tiny_model_dir, settings=Settings(data_dir=tiny_data_dir), device="cpu", cache=False)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from vmeta.testing.media import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("int8-clip") / "c.mp4", 160, 120, 10, 1.0, audio=False)
+
+
+def _inputs(lm, clip):
+    from vmeta.models.generate import _prepare, _to_device, frame_settings_for
+
+    ask = [{"role": "user", "content": [{"type": "video", "video": str(clip)}, {"type": "text", "text": "隐喻？"}]}]
+    return _to_device(lm, _prepare(lm, [ask], frame_settings_for(lm.spec)).inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_whole_model_stays_close(tiny, clip, dtype):
+    model = copy.deepcopy(tiny.model).to(dtype)
+    inputs = _inputs(tiny, clip)
+    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(dtype)
+    with torch.inference_mode():
+        ref = model(**inputs).logits.float()
+        conv = convert_linears(model)
+        out = model(**inputs).logits.float()
+    left = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
+    assert conv.layers > 10 and left == ["lm_head"]  # the tiny vocabulary (151,669) is not a multiple of 8
+    err = (out - ref).abs().max() / ref.abs().max()
+    assert err < 0.05, f"relative logit error {err:.3f}"
+    assert (out[0, -1].argmax() == ref[0, -1].argmax()).item()
+
+
+def test_lora_adapters_wrap_the_int8_layers(tiny, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    torch.manual_seed(3)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    peft = get_peft_model(
+        copy.deepcopy(tiny.model), LoraConfig(r=4, lora_alpha=32, target_modules=targets, init_lora_weights=False)
+    )
+    peft.save_pretrained(tmp_path / "adapter")
+    ids = tiny.processor.tokenizer("你好，这个视频讲了什么？", return_tensors="pt").input_ids  # < 16 tokens: exact path
+    with torch.inference_mode():
+        base = copy.deepcopy(tiny.model)
+        convert_linears(base)
+        converted = PeftModel.from_pretrained(base, str(tmp_path / "adapter"))
+        assert any(type(getattr(m, "base_layer", None)) is Int8Linear for m in converted.modules())
+        rounded = copy.deepcopy(tiny.model)
+        for name, m in list(rounded.named_modules()):
+            for child_name, child in list(m.named_children()):
+                if type(child) is torch.nn.Linear and "lora_" not in name and convertible(child):
+                    setattr(m, child_name, _rounded(child))
+        reference = PeftModel.from_pretrained(rounded, str(tmp_path / "adapter"))
+        with_adapter = converted(input_ids=ids).logits
+        torch.testing.assert_close(with_adapter, reference(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
+        with converted.disable_adapter():
+            assert not torch.allclose(converted(input_ids=ids).logits, with_adapter, atol=1e-3)
