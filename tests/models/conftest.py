@@ -53,3 +53,11 @@ def lively_model_dir(tiny_model_dir, tmp_path_factory):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
     model.save_pretrained(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def small_clip(tmp_path_factory):
+    """A 1 s 160x120 10 fps clip without audio."""
+    from vmeta.testing.media import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("small-clip") / "c.mp4", 160, 120, 10, 1.0, audio=False)

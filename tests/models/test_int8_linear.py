@@ -49,13 +49,6 @@ def tiny(tiny_model_dir, tiny_data_dir):
     return load_model(tiny_model_dir, settings=Settings(data_dir=tiny_data_dir), device="cpu", cache=False)
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    from vmeta.testing.media import make_clip
-
-    return make_clip(tmp_path_factory.mktemp("int8-clip") / "c.mp4", 160, 120, 10, 1.0, audio=False)
-
-
 def _inputs(lm, clip):
     from vmeta.models.generate import _prepare, _to_device, frame_settings_for
 
@@ -64,9 +57,9 @@ def _inputs(lm, clip):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_whole_model_stays_close(tiny, clip, dtype):
+def test_whole_model_stays_close(tiny, small_clip, dtype):
     model = copy.deepcopy(tiny.model).to(dtype)
-    inputs = _inputs(tiny, clip)
+    inputs = _inputs(tiny, small_clip)
     inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(dtype)
     with torch.inference_mode():
         ref = model(**inputs).logits.float()

@@ -37,13 +37,6 @@ def lively(lively_model_dir, tiny_data_dir):
     return load_model(lively_model_dir, settings=Settings(data_dir=tiny_data_dir), device="cpu", cache=False)
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    from vmeta.testing.media import make_clip
-
-    return make_clip(tmp_path_factory.mktemp("ov-clip") / "c.mp4", 160, 120, 10, 1.0, audio=False)
-
-
 def _ask(clip):
     return [{"role": "user", "content": [{"type": "video", "video": str(clip)}, {"type": "text", "text": "隐喻？"}]}]
 
@@ -60,7 +53,7 @@ def test_one_layer_equals_torch_when_rounding_is_taken_out():
     assert ovl(x.bfloat16()).dtype == torch.bfloat16
 
 
-def test_converted_model_answers_like_torch_with_the_same_int8_weights(lively, clip):
+def test_converted_model_answers_like_torch_with_the_same_int8_weights(lively, small_clip):
     reference = copy.copy(lively)
     reference.model = _on_int8_grid(copy.deepcopy(lively.model))
     converted = copy.copy(lively)
@@ -69,17 +62,17 @@ def test_converted_model_answers_like_torch_with_the_same_int8_weights(lively, c
     assert conv.layers == sum(type(m) is OVLinear for m in converted.model.modules()) > 10
     assert not any(type(m) is torch.nn.Linear for m in converted.model.modules())
     assert conv.bytes_after < conv.bytes_before / 3  # float32 -> int8 (+ one scale per row)
-    expected = generate(reference, _ask(clip), GEN).text
-    assert expected.strip() and generate(converted, _ask(clip), GEN).text == expected
+    expected = generate(reference, _ask(small_clip), GEN).text
+    assert expected.strip() and generate(converted, _ask(small_clip), GEN).text == expected
 
 
-def test_dynamic_int8_activations_stay_close(tiny_model_dir, tiny_data_dir, clip):
+def test_dynamic_int8_activations_stay_close(tiny_model_dir, tiny_data_dir, small_clip):
     """The serving default on the plain tiny model (weights of a normally initialised network)."""
     from vmeta.models.generate import _prepare, _to_device, frame_settings_for
     from vmeta.models.load import load_model
 
     lm = load_model(tiny_model_dir, settings=Settings(data_dir=tiny_data_dir), device="cpu", cache=False)
-    inputs = _to_device(lm, _prepare(lm, [_ask(clip)], frame_settings_for(lm.spec)).inputs)
+    inputs = _to_device(lm, _prepare(lm, [_ask(small_clip)], frame_settings_for(lm.spec)).inputs)
     with torch.inference_mode():
         ref = lm.model(**inputs).logits
         convert_linears(lm.model)  # int8 weights, int8 activations in groups of 32

@@ -3,23 +3,14 @@ no text, or with a question, is answered in the template's words — what a newc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from serve_helpers import sse_events
 
 from vmeta.dataset.template import parse
 
 VIDEOS = Path(__file__).resolve().parents[2] / "examples" / "sample" / "videos"
-
-
-def _sse(text: str) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for block in text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.strip().splitlines() if ": " in line)
-        if "event" in lines:
-            out.setdefault(lines["event"], []).append(json.loads(lines["data"]))
-    return out
 
 
 @pytest.mark.slow
@@ -46,7 +37,7 @@ def test_a_sample_clip_is_answered_in_template_words(demo_model_dir, tmp_path):
             with (VIDEOS / clip).open("rb") as fh:
                 up = http.post("/api/uploads", params={"conversation_id": cid}, files={"file": (clip, fh)}).json()
             r = http.post(f"/api/conversations/{cid}/messages", json={"text": text, "upload_ids": [up["id"]]})
-            events = _sse(r.text)
+            events = sse_events(r)
             assert "done" in events, r.text[-500:]
             answer = "".join(t["text"] for t in events.get("token", []))
             parsed = parse(answer)
