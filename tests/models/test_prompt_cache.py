@@ -52,6 +52,7 @@ def test_follow_up_reads_only_its_new_tokens_and_answers_as_without_cache(lively
     text1, s1, stages1 = ask(lively, first, store)
     assert text1 == generate(lively, first, GEN).text and text1.strip()  # a real answer, not whitespace
     assert s1.cached_tokens == 0 and s1.visual_tokens > 0
+    assert 0 < s1.first_token_s <= s1.total_s and s1.decode_tokens_per_s > 0  # the token-level clock
     assert stages1[0] == "frames" and "encoding" in stages1 and stages1[-1] == "writing"
 
     second = [*first, {"role": "assistant", "content": text1}, {"role": "user", "content": "再说一遍，短一点"}]
@@ -93,7 +94,7 @@ def test_a_paused_read_is_continued_by_the_question(lively, clips, monkeypatch):
     from vmeta.models import prompt_cache
     from vmeta.models.generate import _prepare, _to_device, frame_settings_for
 
-    monkeypatch.setattr(prompt_cache, "CHUNK_TOKENS", 16)
+    monkeypatch.setattr(prompt_cache, "PAUSE_CHUNK_TOKENS", 16)
     store = PromptCache(max_bytes=1 << 30)
     messages = turn1(clips[0])
     inputs = _to_device(lively, _prepare(lively, [messages], frame_settings_for(lively.spec)).inputs)

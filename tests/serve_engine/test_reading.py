@@ -104,6 +104,7 @@ def test_a_follow_up_reads_only_its_words_and_answers_the_same(eng, uncached, cl
     text2, done2, events = ask(eng, "tiny:A", second, user="carol")
     assert text2 == ask(uncached, "tiny:A", second, user="carol")[0]
     assert done2.extra["cached_tokens"] >= done1.prompt_tokens
+    assert 0 < done2.extra["first_token_s"] <= done2.total_s and done2.extra["decode_tokens_per_s"] > 0
     assert done2.prompt_tokens - done2.extra["cached_tokens"] < 20
     assert not any(isinstance(e, Stage) and e.name == "encoding" for e in events)
     # another person, or another variant, asking the very same thing reads everything itself
@@ -146,7 +147,7 @@ def test_the_question_after_an_upload_reads_only_itself(eng, uncached, clip):
 def test_reading_ahead_steps_aside_for_a_waiting_answer(eng, uncached, clip, monkeypatch):
     from vmeta.models import prompt_cache
 
-    monkeypatch.setattr(prompt_cache, "CHUNK_TOKENS", 2)  # a long read in many short steps
+    monkeypatch.setattr(prompt_cache, "PAUSE_CHUNK_TOKENS", 2)  # a long read in many short steps
     monkeypatch.setattr(prompt_cache, "VISION_CHUNK_T", 1)
     history = [{"role": "user", "content": "你好" * 200}, {"role": "assistant", "content": "好的" * 200}]
     long_read = [*history, {"role": "user", "content": [{"type": "video", "video": str(clip)}]}]

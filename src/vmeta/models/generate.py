@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import threading
 import time
@@ -152,6 +153,9 @@ class GenerationStats:
     finish_reason: str  # "stop" (end-of-turn token) | "length" (max_new_tokens) | "cancelled"
     frames: list[dict[str, Any]] = field(default_factory=list)  # one entry per video, in order
     frame_settings: dict[str, Any] | None = None
+    # Token-level clock (text pieces can lag: a token may decode to nothing until the next one completes a character)
+    first_token_s: float | None = None  # call to the first generated token
+    decode_tokens_per_s: float | None = None  # tokens after the first / seconds after the first
     visual_tokens: int = 0  # of prompt_tokens, those standing for video frames and images
     cached_tokens: int = 0  # of prompt_tokens, those whose model state came from a PromptCache (not read again)
     model: str | None = None
@@ -436,6 +440,32 @@ def _seed(gen: GenerationSettings) -> None:
         torch.cuda.manual_seed_all(gen.seed)
 
 
+def _decode_rate(times: list[float]) -> float | None:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+
+
+@functools.cache
+def _timed_streamer_class():  # type: ignore[no-untyped-def]
+    """Defined on first use: importing vmeta.models.generate does not import transformers."""
+    from transformers import TextIteratorStreamer
+
+    class TimedTextStreamer(TextIteratorStreamer):
+        """TextIteratorStreamer that also notes when each generation step produced its token."""
+
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self.times: list[float] = []
+
+        def put(self, value) -> None:  # type: ignore[no-untyped-def]
+            if self.next_tokens_are_prompt:  # the prompt, passed once before the first step
+                super().put(value)
+                return
+            self.times.append(time.perf_counter())
+            super().put(value)
+
+    return TimedTextStreamer
+
+
 class _StepClock:
     """A transformers streamer that only notes when each generation step produced its tokens."""
 
@@ -531,7 +561,6 @@ def generate_stream(
     reads only its new tokens (:mod:`vmeta.models.prompt_cache`). `on_stage(name, facts)` is told what happens
     before the first token: "frames" (decoded), "encoding" (vision tower), "reading" (prompt chunks), "writing"."""
     import torch
-    from transformers import TextIteratorStreamer
 
     gen = gen or GenerationSettings()
     fs = frames or frame_settings_for(loaded.spec)
@@ -546,7 +575,7 @@ def generate_stream(
     stateful = store is not None and loaded.family in QWEN_FAMILIES
     cfg = _generation_config(loaded, gen)
     tok = getattr(loaded.processor, "tokenizer", loaded.processor)
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    streamer = _timed_streamer_class()(tok, skip_prompt=True, skip_special_tokens=True)
     closed = threading.Event()  # the consumer stopped reading (the caller's `cancel` is theirs to set)
 
     def stopped() -> bool:
@@ -618,6 +647,8 @@ def generate_stream(
             adapter=loaded.adapter,
             visual_tokens=visual,
             cached_tokens=int(box.get("reused", 0)),
+            first_token_s=(streamer.times[0] - t0) if streamer.times else None,
+            decode_tokens_per_s=_decode_rate(streamer.times),
         )
     finally:
         closed.set()  # a consumer that stopped early: end generation at the next layer

@@ -56,10 +56,10 @@ class Int8Linear(torch.nn.Linear):
         shape = x.shape
         flat = x.reshape(-1, self.in_features)
         if flat.shape[0] > ROWS_FOR_INT8_MATMUL:
-            xf = flat.float()
-            row_scale = (xf.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
-            xq = torch.round(xf / row_scale).clamp_(-127, 127).to(torch.int8)
-            out = (torch._int_mm(xq, self.qweight.t()).float() * row_scale * self.scale).to(x.dtype)
+            # few passes over the activations: they cost about a fifth of a vision-tower layer here
+            row_max = flat.abs().amax(dim=1, keepdim=True).float().clamp_min_(1e-12)
+            xq = (flat * (127.0 / row_max)).round_().clamp_(-127, 127).to(torch.int8)
+            out = torch._int_mm(xq, self.qweight.t()).float().mul_(row_max / 127.0).mul_(self.scale).to(x.dtype)
         else:
             compute = x.dtype if x.dtype in (torch.bfloat16, torch.float16, torch.float32) else torch.float32
             out = torch.ops.aten._weight_int8pack_mm(

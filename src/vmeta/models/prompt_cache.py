@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-CHUNK_TOKENS = 256  # prompt tokens per language-model pass: progress and pause points (~2 s for Qwen2-VL-2B on 2 cores)
+CHUNK_TOKENS = 512  # prompt tokens per language-model pass (Qwen2-VL-2B on 2 cores: 512 reads 10% faster than 256)
+PAUSE_CHUNK_TOKENS = 256  # the same for a read that steps aside for answers: a pause point every ~1.5 s
 VISION_CHUNK_T = 2  # temporal patches (4 frames) per vision-tower pass: the same, for the video's encoding
 
 
@@ -261,7 +262,7 @@ def read_prompt(
     media: list[Media] | None = None,
 ) -> ReadState:
     """Bring the prompt's KV cache to position `end` (exclusive), from the longest cached prefix, `CHUNK_TOKENS`
-    at a time. Call inside ``torch.inference_mode()`` holding the model's lock. ``should_pause`` is asked between
+    at a time (`PAUSE_CHUNK_TOKENS` when it may pause). Call inside ``torch.inference_mode()`` holding the model's lock. ``should_pause`` is asked between
     chunks: when it says yes the read stops early (``done < end``) and what was read is kept in `store`, so the
     next read continues from there (the vision tower pauses the same way, a few frames at a time). `keep`: hand
     the state to `store` when done (a read ahead of the question); otherwise the caller extends it (generation)
@@ -314,10 +315,11 @@ def read_prompt(
         return feats
 
     done = reused
+    chunk = CHUNK_TOKENS if should_pause is None else PAUSE_CHUNK_TOKENS
     while done < end:
         if done > reused and should_pause is not None and should_pause():
             break
-        stop = min(end, done + CHUNK_TOKENS)
+        stop = min(end, done + chunk)
         for m in media:
             lo, hi = max(m.start, done), min(m.end, stop)
             if lo < hi:
@@ -366,6 +368,7 @@ def _truncate(cache: Any, n: int) -> None:
 
 __all__ = [
     "CHUNK_TOKENS",
+    "PAUSE_CHUNK_TOKENS",
     "VISION_CHUNK_T",
     "Media",
     "PromptCache",

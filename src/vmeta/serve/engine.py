@@ -603,6 +603,7 @@ class LocalEngine:
         cancelled = False
         try:
             with ctx:
+                called = time.perf_counter()
                 it = generate_stream(
                     loaded,
                     req.messages,
@@ -651,6 +652,9 @@ class LocalEngine:
                 visual_tokens=stats.visual_tokens,
                 cached_tokens=stats.cached_tokens,
                 generate_ttft_s=stats.ttft_s,
+                # token-level clock from the job's start (text can lag a token behind)
+                first_token_s=None if stats.first_token_s is None else called - started + stats.first_token_s,
+                decode_tokens_per_s=stats.decode_tokens_per_s,
             )
         done = Done(
             model=info.base if info.kind in ("base", "adapter") else info.id,
