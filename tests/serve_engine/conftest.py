@@ -6,7 +6,6 @@ Everything is built offline on the CPU in a few seconds, once per session.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -18,11 +17,6 @@ from vmeta.devtools import torchvision_shim
 torchvision_shim.install()  # dev/test only: PyPI's CUDA torchvision next to CPU torch
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def run(coro):
-    """Run a coroutine on a fresh event loop (the engine's worker thread serves any loop)."""
-    return asyncio.run(coro)
 
 
 @pytest.fixture(scope="session")

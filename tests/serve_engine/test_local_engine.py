@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from asyncio import run  # a fresh event loop per call: the engine serves any loop
 
 import pytest
 
-from conftest import run
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
 
 N = 6  # new tokens per answer: the tiny model needs ~50 ms each on a CPU

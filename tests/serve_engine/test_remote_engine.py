@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
+from asyncio import run  # a fresh event loop per call: the engine serves any loop
 
 import pytest
 
-from conftest import run
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Token
 from vmeta.serve.remote_engine import ForwardingEngine
 from vmeta.testing.fake_openai import FakeOpenAI, Rule, template_answer
