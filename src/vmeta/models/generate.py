@@ -37,7 +37,7 @@ import numpy as np
 
 from vmeta.errors import UserError
 from vmeta.models.load import LoadedModel
-from vmeta.models.prompt_cache import PromptCache, read_prompt
+from vmeta.models.prompt_cache import PromptCache, media_of, read_prompt
 from vmeta.models.registry import ModelSpec
 from vmeta.video.sampling import FrameSettings
 
@@ -600,7 +600,7 @@ def generate_stream(
                 box["out"] = loaded.model.generate(
                     **kwargs, generation_config=cfg, streamer=streamer, stopping_criteria=_stop_criteria(stopped)
                 )
-                if stateful and store is not None:
+                if stateful:
                     seq = box["out"].sequences if hasattr(box["out"], "sequences") else box["out"]
                     key = np.concatenate([state.key, seq[0, prompt_len:].cpu().numpy().astype(np.int64)])
                     store.put(scope, key, state.cache)
@@ -677,8 +677,6 @@ def read_ahead(
     inputs = _to_device(loaded, _prepare(loaded, [messages], fs).inputs)
     model = _unwrapped(loaded.model)
     with loaded.lock, torch.inference_mode():
-        from vmeta.models.prompt_cache import media_of
-
         media = media_of(model, inputs)
         if not media:
             return 0, 0, []
