@@ -54,7 +54,7 @@ def test_int8_runtime_serves_base_adapters_and_follow_ups(runtime, engine_settin
         "tiny",
         adapters={"A": str(adapters["A"]), "D": str(dora)},
         device="cpu",
-        runtime=None if runtime == "int8" else runtime,  # int8 is the CPU default
+        runtime=runtime,
     )
     try:
         assert eng.wait_ready(120) and eng.runtime == runtime
@@ -85,6 +85,18 @@ def test_int8_runtime_serves_base_adapters_and_follow_ups(runtime, engine_settin
         assert any(info.id == "tiny:D" and "DoRA" in reason for info, reason in eng.unavailable())
         with pytest.raises(EngineError, match="DoRA"):
             ask(eng, "tiny:D", [{"role": "user", "content": "你好"}])
+    finally:
+        eng.close()
+
+
+def test_auto_keeps_small_models_in_full_precision(engine_settings):
+    """The CPU default is int8, but a test or demo model gains nothing from it and would lose what it learnt."""
+    from vmeta.serve.engine import LocalEngine
+
+    eng = LocalEngine(engine_settings, "tiny", device="cpu")  # runtime: VMETA_CPU_RUNTIME=auto
+    try:
+        assert eng.wait_ready(120) and eng.runtime == "torch" and "too small" in eng.runtime_note
+        assert not any(type(m).__name__ == "Int8Linear" for m in eng.base_model.modules())
     finally:
         eng.close()
 

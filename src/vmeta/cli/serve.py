@@ -133,7 +133,8 @@ def serve(
             f"model on {eng.device} in {str(eng.dtype).replace('torch.', '')}: {eng.dtype_reason}; runtime: "
             + {"torch": "PyTorch, full weights", "int8": "int8 weights (PyTorch's int8 operators)"}.get(
                 eng.runtime, "int8 weights in OpenVINO"
-            ),
+            )
+            + (" (models under 0.3B parameters keep full weights)" if eng.runtime == "int8" else ""),
             highlight=False,
             soft_wrap=True,
         )

@@ -130,6 +130,7 @@ class LocalEngine:
         self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
         self.runtime = _pick_runtime(runtime or self.settings.cpu_runtime, self.device)
+        self._auto_runtime = (runtime or self.settings.cpu_runtime or "auto").strip().lower() == "auto"
         self.runtime_note = {"torch": "PyTorch, full weights"}.get(self.runtime, f"{self.runtime} (not loaded yet)")
         self.base_id = model_catalog.base_model_id(self.base, self.settings)
 
@@ -469,7 +470,14 @@ class LocalEngine:
         return loaded
 
     def _accelerate(self, loaded: Any) -> None:
-        """With an int8 runtime: the model's linear layers get int8 weights, in place."""
+        """With an int8 runtime: the model's linear layers get int8 weights, in place. Chosen automatically, it is
+        skipped for small models (test and demo models), where it saves no time and rounds away what they learnt."""
+        if self.runtime != "torch" and self._auto_runtime:
+            n = sum(p.numel() for p in loaded.model.parameters())
+            if n < AUTO_INT8_MIN_PARAMETERS:
+                self.runtime = "torch"
+                self.runtime_note = f"PyTorch, full weights ({n / 1e6:.0f}M parameters: too small for int8 to pay)"
+                return
         if self.runtime == "int8":
             from vmeta.models.int8_linear import convert_linears
 
@@ -791,6 +799,7 @@ def _remove_partial_adapter(model: Any, peft_model: Any, name: str) -> None:
 
 
 RUNTIMES = ("auto", "int8", "openvino", "torch")
+AUTO_INT8_MIN_PARAMETERS = 300_000_000  # "auto" keeps smaller models in full precision
 
 
 def _pick_runtime(asked: str, device: str) -> str:
