@@ -24,8 +24,8 @@ def _on_int8_grid(model: torch.nn.Module) -> torch.nn.Module:
     with torch.no_grad():
         for name, m in model.named_modules():
             if type(m) is torch.nn.Linear and "lora_" not in name:
-                q, scale = quantize_int8(m.weight.float().numpy())
-                rounded = torch.from_numpy(q.astype("float32") * scale).to(m.weight.dtype)
+                q, scale = quantize_int8(m.weight)
+                rounded = (q.float() * scale[:, None]).to(m.weight.dtype)
                 m.weight = torch.nn.Parameter(rounded, requires_grad=False)
     return model
 

@@ -19,6 +19,7 @@ and still switch per request.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,7 @@ class Int8Linear(torch.nn.Linear):
         self.register_buffer("qweight", q)  # (out, in); torch._int_mm takes its transposed view as fast
         self.register_buffer("scale", scale)
         self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach(), requires_grad=False)
+        self.int8_bytes = q.numel() + scale.numel() * 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -80,35 +82,50 @@ class Conversion:
     seconds: float
     bytes_before: int
     bytes_after: int
+    runtime: str = "PyTorch int8: int8 weights (int8 matmuls for prompts, int8 weights for writing)"
 
     def describe(self) -> str:
         return (
-            f"PyTorch int8: {self.layers} linear layers with int8 weights (int8 matmuls for prompts, int8 weights "
-            f"for writing), {self.bytes_before / 2**30:.2f} -> {self.bytes_after / 2**30:.2f} GiB, "
-            f"{self.seconds:.0f} s" + (f"; {self.kept} left as they were (shapes)" if self.kept else "")
+            f"{self.runtime}; {self.layers} linear layers, {self.bytes_before / 2**30:.2f} -> "
+            f"{self.bytes_after / 2**30:.2f} GiB, {self.seconds:.0f} s"
+            + (f"; {self.kept} left as they were (shapes)" if self.kept else "")
         )
 
 
-def convert_linears(model: torch.nn.Module) -> Conversion:
-    """Replace every ``nn.Linear`` of `model` (LoRA adapters' own layers excepted) by an :class:`Int8Linear`, in
-    place; each original weight is freed as it goes."""
+def replace_linears(model: torch.nn.Module, make: Callable[[torch.nn.Linear], torch.nn.Module | None]) -> Conversion:
+    """Replace every ``nn.Linear`` of `model` (LoRA adapters' own layers excepted: they are switched per request)
+    by ``make(linear)`` — an int8 layer with an ``int8_bytes`` attribute, or None to keep it — in place; each
+    original weight is freed as it goes."""
     t0 = time.perf_counter()
     layers = kept = before = after = 0
     for name, parent in list(model.named_modules()):
-        if "lora_" in name:  # adapter weights stay as they are: they are switched per request
+        if "lora_" in name:
             continue
         for child_name, child in list(parent.named_children()):
             if type(child) is not torch.nn.Linear or child_name.startswith("lora_"):
                 continue
-            if not convertible(child):
+            new = make(child)
+            if new is None:
                 kept += 1
                 continue
             before += child.weight.numel() * child.weight.element_size()
-            new = Int8Linear(child)
-            after += new.qweight.numel() + new.scale.numel() * 4
+            after += new.int8_bytes
             setattr(parent, child_name, new)
             layers += 1
     return Conversion(layers, kept, time.perf_counter() - t0, before, after)
 
 
-__all__ = ["ROWS_FOR_INT8_MATMUL", "Conversion", "Int8Linear", "convert_linears", "convertible", "quantize_int8"]
+def convert_linears(model: torch.nn.Module) -> Conversion:
+    """Every ``nn.Linear`` whose shape the operators take becomes an :class:`Int8Linear` (see replace_linears)."""
+    return replace_linears(model, lambda linear: Int8Linear(linear) if convertible(linear) else None)
+
+
+__all__ = [
+    "ROWS_FOR_INT8_MATMUL",
+    "Conversion",
+    "Int8Linear",
+    "convert_linears",
+    "convertible",
+    "quantize_int8",
+    "replace_linears",
+]

@@ -19,12 +19,11 @@ which the CPU plugin recognises as compressed weights. No kernel here: the arith
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
+
+from vmeta.models.int8_linear import Conversion, quantize_int8, replace_linears
 
 DYNAMIC_GROUP = 32  # activations quantised per group of 32 values (OpenVINO's CPU default for compressed weights)
 
@@ -44,15 +43,6 @@ def version() -> str:
     return ov.__version__.split("-")[0]
 
 
-def quantize_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8: -> (int8 weights, float32 scales of shape (out, 1))."""
-    w = np.asarray(weight, dtype=np.float32)
-    scale = np.abs(w).max(axis=1, keepdims=True) / 127.0
-    scale[scale == 0] = 1.0
-    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
-    return q, scale.astype(np.float32)
-
-
 class OVLinear(torch.nn.Linear):
     """``y = x @ W.T + b`` computed by OpenVINO from int8 ``W``. Subclasses ``nn.Linear`` so that peft injects LoRA
     adapters around it as around the original; ``weight`` is an empty placeholder that only carries the dtype
@@ -66,7 +56,8 @@ class OVLinear(torch.nn.Linear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = torch.nn.Parameter(torch.empty(0, dtype=linear.weight.dtype), requires_grad=False)
         self.register_parameter("bias", None)
-        q, scale = quantize_int8(linear.weight.detach().float().numpy())
+        q, scale = quantize_int8(linear.weight)  # the same int8 weights as the PyTorch runtime's
+        q, scale = q.numpy(), scale[:, None].numpy()
         x = ops.parameter([-1, self.in_features], ov.Type.f32)
         w = ops.multiply(ops.convert(ops.constant(q), ov.Type.f32), ops.constant(scale))
         y = ops.matmul(x, w, False, True)
@@ -90,46 +81,21 @@ class OVLinear(torch.nn.Linear):
         return f"in_features={self.in_features}, out_features={self.out_features}, openvino int8"
 
 
-@dataclass
-class Conversion:
-    layers: int
-    seconds: float
-    bytes_before: int  # the linear weights in the model's dtype
-    bytes_after: int  # int8 weights + scales
-    precision: str  # OpenVINO's inference precision for the rest of each product
-    dynamic_group: int  # 0: activations not quantised
-
-    def describe(self) -> str:
-        acts = f"int8 activations (groups of {self.dynamic_group})" if self.dynamic_group else "float activations"
-        return (
-            f"OpenVINO {version()}: {self.layers} linear layers with int8 weights and {acts}, {self.precision} "
-            f"elsewhere ({self.bytes_before / 2**30:.2f} -> {self.bytes_after / 2**30:.2f} GiB, {self.seconds:.0f} s)"
-        )
-
-
 def convert_linears(
     model: torch.nn.Module, *, precision: str = "f32", dynamic_group: int = DYNAMIC_GROUP
 ) -> Conversion:
-    """Replace every ``nn.Linear`` of `model` (LoRA adapters' own layers excepted) by an :class:`OVLinear`, in place;
-    the PyTorch weights are freed as it goes. `precision`: OpenVINO's inference precision ("bf16" where the CPU
-    computes it natively, else "f32"); `dynamic_group` 0 keeps activations in floating point."""
+    """Every ``nn.Linear`` of `model` becomes an :class:`OVLinear` (see int8_linear.replace_linears). `precision`:
+    OpenVINO's inference precision ("bf16" where the CPU computes it natively, else "f32"); `dynamic_group` 0
+    keeps activations in floating point."""
     import openvino as ov
 
     core = ov.Core()
-    t0 = time.perf_counter()
-    layers = before = after = 0
-    for name, parent in list(model.named_modules()):
-        if "lora_" in name:  # adapter weights stay in PyTorch: they are switched per request
-            continue
-        for child_name, child in list(parent.named_children()):
-            if type(child) is not torch.nn.Linear or child_name.startswith("lora_"):
-                continue
-            before += child.weight.numel() * child.weight.element_size()
-            ov_linear = OVLinear(child, core, precision=precision, dynamic_group=dynamic_group)
-            after += ov_linear.int8_bytes
-            setattr(parent, child_name, ov_linear)
-            layers += 1
-    return Conversion(layers, time.perf_counter() - t0, before, after, precision, dynamic_group)
+    conversion = replace_linears(
+        model, lambda linear: OVLinear(linear, core, precision=precision, dynamic_group=dynamic_group)
+    )
+    acts = f"int8 activations (groups of {dynamic_group})" if dynamic_group else "float activations"
+    conversion.runtime = f"OpenVINO {version()}: int8 weights and {acts}, {precision} elsewhere"
+    return conversion
 
 
-__all__ = ["DYNAMIC_GROUP", "Conversion", "OVLinear", "convert_linears", "quantize_int8", "unavailable", "version"]
+__all__ = ["DYNAMIC_GROUP", "OVLinear", "convert_linears", "unavailable", "version"]

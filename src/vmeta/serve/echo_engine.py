@@ -113,7 +113,6 @@ def _describe(request: ChatRequest) -> str:
     content = last.get("content", "")
     parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
     text = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").strip()
-    videos = sum(1 for p in parts if p.get("type") == "video")
     images = sum(1 for p in parts if p.get("type") == "image")
     turns = sum(1 for m in request.messages if m.get("role") == "user")
-    return f"echo[{request.model}] turn={turns} videos={videos} images={images}: {text}"
+    return f"echo[{request.model}] turn={turns} videos={_videos(request)} images={images}: {text}"

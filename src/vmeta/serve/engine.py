@@ -217,7 +217,7 @@ class LocalEngine:
         """(FrameSettings, where they come from) for a variant: the frames its run recorded, else the base
         model's (its family's defaults on a GPU, the CPU budget on a CPU). None when its model cannot be resolved."""
         key = (entry.id, str(entry.path))
-        if key in self._frames and spec is None:
+        if self._frames.get(key) is not None or (key in self._frames and spec is None):
             return self._frames[key]
         fs = model_catalog.recorded_frames(entry)
         out: tuple[Any, str] | None = None
@@ -483,9 +483,11 @@ class LocalEngine:
 
             conversion = convert_linears(loaded.model)
         elif self.runtime == "openvino":
+            import torch
+
             from vmeta.models.openvino_linear import convert_linears as convert_ov
 
-            conversion = convert_ov(loaded.model, precision="bf16" if self.dtype == torch_bf16() else "f32")
+            conversion = convert_ov(loaded.model, precision="bf16" if self.dtype == torch.bfloat16 else "f32")
         else:
             return
         self.runtime_note = conversion.describe()
@@ -818,12 +820,6 @@ def _pick_runtime(asked: str, device: str) -> str:
         if why is not None:
             raise UserError(f"--runtime openvino: {why}.")
     return "int8" if asked == "auto" else asked
-
-
-def torch_bf16():  # type: ignore[no-untyped-def]
-    import torch
-
-    return torch.bfloat16
 
 
 def _is_dora(path: Path | None) -> bool:

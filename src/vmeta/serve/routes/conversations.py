@@ -220,10 +220,15 @@ def rename_conversation(
 @router.delete("/api/conversations/{conversation_id}", status_code=204)
 def delete_conversation(conversation_id: str, db: DB, state: State, user: CurrentUser) -> Response:
     db.delete(owned_conversation(db, user.id, conversation_id))
-    forget = getattr(state.engine, "forget", None)  # model state read ahead for it
-    if forget is not None:
-        forget(conversation_id)
+    forget_read_ahead(state, conversation_id)
     return Response(status_code=204)
+
+
+def forget_read_ahead(state: ServeState, tag: str) -> None:
+    """Drop the model state read ahead for a deleted upload or conversation (engines that read ahead)."""
+    forget = getattr(state.engine, "forget", None)
+    if forget is not None:
+        forget(tag)
 
 
 @router.get("/api/messages/{message_id}", response_model=schemas.MessageOut)

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vmeta.serve import schemas
 from vmeta.serve.deps import DB, CurrentUser, ServeState, State
-from vmeta.serve.routes.conversations import engine_messages
+from vmeta.serve.routes.conversations import engine_messages, forget_read_ahead
 from vmeta.serve.tables import Conversation, Upload
 from vmeta.serve.uploads import check_video, random_name, receive_file, video_extension, video_media_type
 from vmeta.web.common import file_response
@@ -56,13 +56,6 @@ def store_video_file(state, user_id: str, path, filename: str):
         )
         db.add(row)
     return row
-
-
-def _forget(state: ServeState, tag: str) -> None:
-    """Drop the model state read ahead for a deleted upload or conversation."""
-    forget = getattr(state.engine, "forget", None)
-    if forget is not None:
-        forget(tag)
 
 
 @router.post("/api/uploads", response_model=schemas.UploadOut, status_code=201)
@@ -130,7 +123,7 @@ def get_upload(upload_id: str, request: Request, db: DB, state: State, user: Cur
 @router.delete("/api/uploads/{upload_id}", status_code=204)
 def delete_upload(upload_id: str, db: DB, state: State, user: CurrentUser) -> Response:
     row = owned_upload(db, user.id, upload_id)
-    _forget(state, row.id)
+    forget_read_ahead(state, row.id)
     (state.uploads_dir / user.id / row.stored_name).unlink(missing_ok=True)
     db.delete(row)
     return Response(status_code=204)
