@@ -27,8 +27,10 @@ def test_one_layer_single_token_exact_prompt_close():
     lin = torch.nn.Linear(64, 40)
     layer, ref = Int8Linear(lin), _rounded(lin)
     assert isinstance(layer, torch.nn.Linear) and layer.weight.numel() == 0 and layer.qweight.dtype == torch.int8
-    one = torch.randn(1, 3, 64)  # 3 rows: the weight-only operator, no activation rounding
-    torch.testing.assert_close(layer(one), ref(one), atol=1e-5, rtol=1e-5)
+    one = torch.randn(1, 3, 64)  # 3 rows: the weight-only operator, activations and result in bf16
+    expected = ref(one.bfloat16().float())
+    torch.testing.assert_close(layer(one), expected, atol=2e-2, rtol=1e-2)
+    assert (layer(one) - ref(one)).abs().max() > 0  # float32 input is rounded to bf16 (17x faster without AVX512-BF16)
     many = torch.randn(2, ROWS_FOR_INT8_MATMUL, 64)  # 32 rows: int8 x int8
     err = (layer(many) - ref(many)).abs().max() / ref(many).abs().max()
     assert 0 < err < 0.02, err  # activations are rounded to int8 too, per row
@@ -94,6 +96,8 @@ def test_lora_adapters_wrap_the_int8_layers(tiny, tmp_path):
                     setattr(m, child_name, _rounded(child))
         reference = PeftModel.from_pretrained(rounded, str(tmp_path / "adapter"))
         with_adapter = converted(input_ids=ids).logits
-        torch.testing.assert_close(with_adapter, reference(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
+        # the weight-only operator rounds activations to bf16: ~2e-3 here, the adapter changes logits by far more
+        torch.testing.assert_close(with_adapter, reference(input_ids=ids).logits, atol=5e-3, rtol=1e-2)
         with converted.disable_adapter():
-            assert not torch.allclose(converted(input_ids=ids).logits, with_adapter, atol=1e-3)
+            without = converted(input_ids=ids).logits
+        assert (without - with_adapter).abs().max() > 20 * (with_adapter - reference(input_ids=ids).logits).abs().max()
