@@ -1,0 +1,566 @@
+"""A rating study folder: the prediction files it compares, the items to rate, and the append-only ratings.
+
+STUDY/
+  study.json          what the study is (inputs with hashes, design, rubric); written last, so its presence
+                      means the folder is complete
+  predictions/*.jsonl copies of the inputs: the study is self-contained
+  items.jsonl         one line per (test id, unordered model pair); item ids are opaque and shuffled
+  ratings.jsonl       one line per stored rating (append-only, locked, fsynced)
+  assigned.jsonl      which item each rater was given (so a reload shows the same item until it is rated)
+
+Blindness: an item names its two models, but which one is shown as A is drawn per (rater, item) from a
+hash of (seed, rater, item), so it is stable across reloads and processes and never guessable from the item.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import random
+import re
+import shutil
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from itertools import combinations
+from pathlib import Path
+
+from vmeta.errors import UserError
+from vmeta.evaluate.predictions import Prediction, file_sha256, load_predictions
+from vmeta.jsonio import append_jsonl, iter_jsonl, read_json, write_json, write_jsonl
+
+KIND = "vmeta-rating-study"
+VERSION = 1
+STUDY_JSON = "study.json"
+ITEMS = "items.jsonl"
+RATINGS = "ratings.jsonl"
+ASSIGNED = "assigned.jsonl"
+PREDICTIONS = "predictions"
+LOCK = ".lock"
+DESIGNS = ("all-pairs", "balanced")
+CHOICES = ("a", "b", "tie", "both_wrong")
+SLOTS = ("core_concept", "source", "emotion")
+RUBRIC = {"version": "v1", "choices": list(CHOICES), "slots": list(SLOTS)}
+RESERVED_NAMES = {"a", "b", "tie", "both_wrong"}
+_NAME_RE = re.compile(r"^[^\s/\\:*?\"<>|.][^\s/\\:*?\"<>|]{0,63}$")
+MAX_RATER = 64
+MAX_NOTE = 2000
+
+# One lock per study folder for the threads of this process; the fcntl lock covers other processes.
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+class AlreadyRated(UserError):
+    """This rater already stored a rating of this item (each rater rates an item at most once)."""
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _process_lock(root: Path) -> threading.Lock:
+    key = str(root.resolve())
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(key, threading.Lock())
+
+
+def _stable_int(*parts: object) -> int:
+    """A 64-bit integer from the parts, the same in every process (unlike hash())."""
+    h = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big")
+
+
+def check_rater(rater: str) -> str:
+    name = (rater or "").strip()
+    if not name:
+        raise UserError("the rater's name is empty; give a name (or log in) before rating.")
+    if len(name) > MAX_RATER or any(ord(c) < 32 for c in name):
+        raise UserError(
+            f"rater name {name[:80]!r} is not usable: at most {MAX_RATER} characters, no control characters."
+        )
+    return name
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Creating a study
+
+
+def _model_names(preds: list[Path], names: list[str] | None) -> list[str]:
+    if names is not None and len(names) != len(preds):
+        raise UserError(
+            f"--name was given {len(names)} time(s) for {len(preds)} prediction file(s); give one per file."
+        )
+    out = list(names) if names is not None else [p.stem for p in preds]
+    for n in out:
+        if not _NAME_RE.match(n):
+            raise UserError(
+                f"model name '{n}' cannot be used: 1-64 characters, no spaces, slashes or :*?\"<>|, not starting "
+                "with a dot; pass --name to choose another."
+            )
+        if n.lower() in RESERVED_NAMES:
+            raise UserError(f"model name '{n}' is reserved (a rating choice); pass --name to choose another.")
+    dup = [n for n, c in Counter(out).items() if c > 1]
+    if dup:
+        raise UserError(
+            f"two prediction files would both be called '{dup[0]}' (names default to the file stems); "
+            "pass --name once per file to tell them apart."
+        )
+    return out
+
+
+def _common_ids(
+    loaded: dict[str, list[Prediction]], sources: dict[str, Path]
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Ids usable in every file (present, no prediction error), in the first file's order, and per model the
+    ids other files have but this one lacks or failed on."""
+    usable = {n: {r.id for r in rows if not r.error} for n, rows in loaded.items()}
+    every = set.intersection(*usable.values())
+    union = set().union(*({r.id for r in rows} for rows in loaded.values()))
+    left_out = {n: sorted(union - usable[n]) for n in loaded}
+    first = next(iter(loaded.values()))
+    ids = [r.id for r in first if r.id in every]
+    refs: dict[str, tuple[str, str]] = {}
+    for n, rows in loaded.items():
+        for r in rows:
+            if r.id not in every:
+                continue
+            if r.id in refs and refs[r.id][0].strip() != r.reference.strip():
+                raise UserError(
+                    f"id '{r.id}' has a different reference in {sources[n]} than in {sources[refs[r.id][1]]}; "
+                    "a study compares predictions on the same test set."
+                )
+            refs.setdefault(r.id, (r.reference, n))
+    return ids, {n: v for n, v in left_out.items() if v}
+
+
+def _balanced(
+    ids: list[str], categories: dict[str, str], pairs: list[tuple[str, str]], per_pair: int, rng: random.Random
+) -> list[tuple[str, tuple[str, str]]]:
+    """per_pair ids per pair, spread evenly: within a pair, categories in proportion to their size; across
+    pairs, the least-used ids first (seeded tie-break)."""
+    rank = {i: k for k, i in enumerate(rng.sample(ids, len(ids)))}
+    by_cat: dict[str, list[str]] = defaultdict(list)
+    for i in ids:
+        by_cat[categories[i]].append(i)
+    cat_rank = {c: k for k, c in enumerate(rng.sample(sorted(by_cat), len(by_cat)))}
+    used: Counter[str] = Counter()
+    out = []
+    for pair in pairs:
+        taken: set[str] = set()
+        per_cat: Counter[str] = Counter()
+        for _ in range(per_pair):
+            open_cats = [c for c in by_cat if any(i not in taken for i in by_cat[c])]
+            cat = min(open_cats, key=lambda c: (per_cat[c] / len(by_cat[c]), cat_rank[c]))
+            pick = min((i for i in by_cat[cat] if i not in taken), key=lambda i: (used[i], rank[i]))
+            taken.add(pick)
+            per_cat[cat] += 1
+            used[pick] += 1
+            out.append((pick, pair))
+    return out
+
+
+def _design_items(
+    ids: list[str],
+    categories: dict[str, str],
+    models: list[str],
+    design: str,
+    per_pair: int | None,
+    seed: int,
+) -> list[dict]:
+    pairs = list(combinations(sorted(models), 2))
+    rng = random.Random(seed)
+    if design == "all-pairs":
+        chosen = [(i, p) for i in ids for p in pairs]
+    else:
+        chosen = _balanced(ids, categories, pairs, per_pair or 0, rng)
+    rng.shuffle(chosen)  # item numbers say nothing about the id or the pair
+    width = max(4, len(str(len(chosen))))
+    items = [
+        {"item": f"i{k:0{width}d}", "id": i, "category": categories[i], "models": list(p)}
+        for k, (i, p) in enumerate(chosen, 1)
+    ]
+    return items
+
+
+def _check_design(design: str, per_pair: int | None, raters_per_item: int, n_ids: int) -> None:
+    if design not in DESIGNS:
+        raise UserError(f"--design '{design}' is not known; choose {' or '.join(DESIGNS)}.")
+    if design == "balanced":
+        if per_pair is None or per_pair < 1:
+            raise UserError("--design balanced needs --per-pair N (how many test ids each model pair is rated on).")
+        if per_pair > n_ids:
+            raise UserError(
+                f"--per-pair {per_pair} is more than the {n_ids} test ids every file has; use at most {n_ids} "
+                "(or --design all-pairs)."
+            )
+    elif per_pair is not None:
+        raise UserError("--per-pair only applies to --design balanced; drop it or add --design balanced.")
+    if raters_per_item < 1:
+        raise UserError(f"--raters-per-item must be at least 1, got {raters_per_item}.")
+
+
+def _same_study(meta: dict, wanted: dict) -> list[str]:
+    """The fields in which an existing study differs from what `rate new` was asked for."""
+    diffs = []
+    old_models = [(m["name"], m["sha256"]) for m in meta.get("models", [])]
+    new_models = [(m["name"], m["sha256"]) for m in wanted["models"]]
+    if old_models != new_models:
+        old = ", ".join(f"{n} ({h[:12]})" for n, h in old_models)
+        new = ", ".join(f"{n} ({h[:12]})" for n, h in new_models)
+        diffs.append(f"prediction files [{old}] vs now [{new}]")
+    for key in ("design", "seed", "show_reference", "data"):
+        if meta.get(key) != wanted[key]:
+            diffs.append(f"{key} {meta.get(key)!r} vs now {wanted[key]!r}")
+    return diffs
+
+
+def create_study(
+    preds: list[Path],
+    out: Path,
+    names: list[str] | None = None,
+    design: str = "all-pairs",
+    per_pair: int | None = None,
+    raters_per_item: int = 2,
+    seed: int = 0,
+    data: Path | None = None,
+    show_reference: bool = True,
+) -> Study:
+    """Create STUDY (or reopen it when it already holds a study of the same inputs: ratings are kept).
+
+    The returned Study has `.created` (False when it was already there) and `.left_out` (per model, ids that
+    some file has but this one lacks or could not predict; they are not rated)."""
+    preds = [Path(p) for p in preds]
+    out = Path(out)
+    if len(preds) < 2:
+        raise UserError("a rating study compares at least two prediction files; give two or more.")
+    model_names = _model_names(preds, names)
+    loaded: dict[str, list[Prediction]] = {}
+    for n, p in zip(model_names, preds, strict=True):
+        loaded[n] = load_predictions(p)[0]
+    sources = dict(zip(model_names, preds, strict=True))
+    ids, left_out = _common_ids(loaded, sources)
+    if not ids:
+        raise UserError(
+            "the prediction files share no test id with a usable output; a study needs predictions of the same "
+            f"test set ({', '.join(str(p) for p in preds)})."
+        )
+    _check_design(design, per_pair, raters_per_item, len(ids))
+    if data is not None and not Path(data).is_dir():
+        raise UserError(f"--data {data}: no such folder; give the dataset folder the videos are found under.")
+    wanted = {
+        "models": [
+            {
+                "name": n,
+                "file": f"{PREDICTIONS}/{n}.jsonl",
+                "source": str(p.resolve()),
+                "sha256": file_sha256(p),
+                "rows": len(loaded[n]),
+            }
+            for n, p in zip(model_names, preds, strict=True)
+        ],
+        "data": str(Path(data).resolve()) if data is not None else None,
+        "show_reference": bool(show_reference),
+        "design": {"kind": design, "per_pair": per_pair, "raters_per_item": raters_per_item},
+        "seed": seed,
+    }
+    if (out / STUDY_JSON).is_file():
+        study = Study.open(out)
+        diffs = _same_study(study.meta, wanted)
+        if diffs:
+            raise UserError(
+                f"{out} already holds a rating study of other inputs ({'; '.join(diffs)}); its "
+                f"{len(study.ratings())} rating(s) are kept untouched. Give another --out folder for the new study."
+            )
+        study.created = False
+        study.left_out = left_out
+        return study
+    if out.exists() and any(p.name != LOCK for p in out.iterdir()):
+        raise UserError(
+            f"{out} is not empty and holds no {STUDY_JSON}; give an empty or new folder for the study "
+            "(nothing there was changed)."
+        )
+    categories = {r.id: r.category for r in loaded[model_names[0]]}
+    items = _design_items(ids, categories, model_names, design, per_pair, seed)
+    (out / PREDICTIONS).mkdir(parents=True, exist_ok=True)
+    for n, p in zip(model_names, preds, strict=True):
+        tmp = out / PREDICTIONS / f".{n}.jsonl.tmp"
+        shutil.copyfile(p, tmp)
+        os.replace(tmp, out / PREDICTIONS / f"{n}.jsonl")
+    write_jsonl(out / ITEMS, items)
+    meta = {
+        "kind": KIND,
+        "version": VERSION,
+        "created": now_utc(),
+        "seed": seed,
+        "models": wanted["models"],
+        "data": wanted["data"],
+        "show_reference": wanted["show_reference"],
+        "design": wanted["design"],
+        "rubric": RUBRIC,
+        "ids": len(ids),
+        "items": len(items),
+        "left_out": left_out,
+    }
+    write_json(out / STUDY_JSON, meta)  # last: a folder with study.json is a complete study
+    study = Study.open(out)
+    study.created = True
+    study.left_out = left_out
+    return study
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A loaded study
+
+
+class Study:
+    """A loaded study folder; every method re-reads the ratings file, so several processes can share it."""
+
+    def __init__(self, root: Path, meta: dict, items: list[dict], predictions: dict[str, dict[str, Prediction]]):
+        self.root = Path(root)
+        self.meta = meta
+        self.models: list[str] = [m["name"] for m in meta["models"]]
+        self.items = items
+        self.predictions = predictions  # model -> id -> Prediction (the study's copies)
+        self.item_by_id = {it["item"]: it for it in items}
+        self.created = False
+        self.left_out: dict[str, list[str]] = {}
+        self._videos: dict[str, Path] | None = None
+
+    @classmethod
+    def open(cls, root: Path) -> Study:
+        root = Path(root)
+        path = root / STUDY_JSON
+        if not path.is_file():
+            raise UserError(f"{root} is not a rating study (no {STUDY_JSON}); create one with `vmeta rate new`.")
+        meta = read_json(path)
+        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+            raise UserError(f"{path} is not a vmeta rating study (its 'kind' is not '{KIND}').")
+        if meta.get("version", 0) > VERSION:
+            raise UserError(f"{path} was written by a newer vmeta (study version {meta['version']}); upgrade vmeta.")
+        items = list(iter_jsonl(root / ITEMS, tolerate_torn_tail=False))
+        predictions: dict[str, dict[str, Prediction]] = {}
+        for m in meta["models"]:
+            rows, _ = load_predictions(root / m["file"])
+            predictions[m["name"]] = {r.id: r for r in rows}
+        return cls(root, meta, items, predictions)
+
+    # ---- content
+    @property
+    def ids(self) -> list[str]:
+        """The rated test ids, in the order of the first prediction file."""
+        first = self.predictions[self.models[0]]
+        used = {it["id"] for it in self.items}
+        return [i for i in first if i in used]
+
+    @property
+    def raters_per_item(self) -> int:
+        return int(self.meta["design"].get("raters_per_item", 1))
+
+    def _prediction(self, model: str, test_id: str) -> Prediction:
+        if model not in self.predictions:
+            raise UserError(f"model '{model}' is not in this study ({', '.join(self.models)}).")
+        row = self.predictions[model].get(str(test_id))
+        if row is None:
+            raise UserError(f"test id '{test_id}' is not in this study's predictions of '{model}'.")
+        return row
+
+    def answer(self, model: str, test_id: str) -> str:
+        return self._prediction(model, test_id).output
+
+    def reference(self, test_id: str) -> str:
+        return self._prediction(self.models[0], test_id).reference
+
+    def category(self, test_id: str) -> str:
+        return self._prediction(self.models[0], test_id).category
+
+    def video_path(self, test_id: str) -> Path | None:
+        if not self.meta.get("data"):
+            return None
+        if self._videos is None:
+            from vmeta.dataset.records import Dataset
+
+            ds = Dataset(self.meta["data"])
+            self._videos = {r.id: ds.video_path(r) for r in ds.load()} if ds.exists() else {}
+        p = self._videos.get(str(test_id))
+        return p if p is not None and p.is_file() else None
+
+    def item(self, item: str) -> dict:
+        it = self.item_by_id.get(item)
+        if it is None:
+            raise UserError(f"item '{item}' is not in this study.")
+        return it
+
+    def find_item(self, test_id: str, model_x: str, model_y: str) -> dict | None:
+        """The item rating test_id on this pair of models (either order), or None."""
+        key = (str(test_id), tuple(sorted((model_x, model_y))))
+        if not hasattr(self, "_by_key"):
+            self._by_key = {(it["id"], tuple(it["models"])): it for it in self.items}
+        return self._by_key.get(key)
+
+    # ---- ratings
+    def ratings(self) -> list[dict]:
+        """Every stored rating, in the order stored (a torn last line, from a crash mid-write, is ignored)."""
+        return list(iter_jsonl(self.root / RATINGS))
+
+    def _assigned(self) -> list[dict]:
+        return list(iter_jsonl(self.root / ASSIGNED))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive access to the study's logs: a lock for this process's threads and an fcntl lock for others."""
+        with _process_lock(self.root), (self.root / LOCK).open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def shown_order(self, rater: str, item: str) -> tuple[str, str]:
+        """(model_a, model_b) as this rater sees this item: a fair coin from (seed, rater, item)."""
+        x, y = self.item(item)["models"]
+        flip = _stable_int(self.meta.get("seed", 0), check_rater(rater), item, "order") & 1
+        return (y, x) if flip else (x, y)
+
+    def _rater_rank(self, rater: str) -> dict[str, int]:
+        """A per-rater seeded order of the items: ties between equally-rated items break differently per rater."""
+        order = sorted(self.items, key=lambda it: _stable_int(self.meta.get("seed", 0), rater, it["item"], "next"))
+        return {it["item"]: k for k, it in enumerate(order)}
+
+    def next_item(self, rater: str) -> dict | None:
+        """The item this rater should rate next, or None when they are done. The same item comes back until it
+        is rated (the choice is written to assigned.jsonl). New picks prefer items with the fewest ratings (plus
+        open assignments of other raters), skip items the rater rated and items already rated `raters_per_item`
+        times. The returned dict is the item line; it names the models, so a page must not pass it on as is."""
+        rater = check_rater(rater)
+        with self.locked():
+            ratings = self.ratings()
+            assigned = self._assigned()
+            done_by: dict[str, set[str]] = defaultdict(set)
+            for r in ratings:
+                done_by[r["rater"]].add(r["item"])
+            rated = done_by[rater]
+            for a in assigned:
+                if a["rater"] == rater and a["item"] not in rated and a["item"] in self.item_by_id:
+                    return self.item_by_id[a["item"]]
+            counts = Counter(r["item"] for r in ratings)
+            claims = Counter(counts)
+            for a in assigned:
+                if a["rater"] != rater and a["item"] not in done_by[a["rater"]]:
+                    claims[a["item"]] += 1
+            need = self.raters_per_item
+            candidates = [it["item"] for it in self.items if it["item"] not in rated and counts[it["item"]] < need]
+            if not candidates:
+                return None
+            rank = self._rater_rank(rater)
+            pick = min(candidates, key=lambda i: (claims[i], rank[i]))
+            append_jsonl(self.root / ASSIGNED, {"rater": rater, "item": pick, "time": now_utc()})
+            return self.item_by_id[pick]
+
+    def record(
+        self,
+        rater: str,
+        item: str,
+        choice: str,
+        slots: dict | None = None,
+        note: str = "",
+        seconds: float | None = None,
+        source: str = "page",
+        *,
+        order: tuple[str, str] | None = None,
+        time: str | None = None,
+    ) -> dict:
+        """Store one rating and return it. `choice` is what the rater picked: a | b | tie | both_wrong, where A
+        and B are the answers as shown (`shown_order`, or `order` for imported ratings); `slots` is keyed "a" /
+        "b" -> {slot: 0/1}. Raises AlreadyRated if this rater already rated this item; UserError on bad input."""
+        rater = check_rater(rater)
+        it = self.item(item)
+        if choice not in CHOICES:
+            raise UserError(f"choice {choice!r} is not one of {', '.join(CHOICES)}.")
+        if order is None:
+            model_a, model_b = self.shown_order(rater, item)
+        else:
+            model_a, model_b = order
+            if sorted((model_a, model_b)) != it["models"]:
+                raise UserError(f"models {model_a!r} and {model_b!r} are not the pair of item '{item}'.")
+        row_slots = _check_slots(slots, {"a": model_a, "b": model_b})
+        if not isinstance(note, str):
+            raise UserError("note must be text.")
+        if len(note) > MAX_NOTE:
+            raise UserError(f"the note is {len(note)} characters long; keep it under {MAX_NOTE}.")
+        if seconds is not None:
+            try:
+                seconds = round(float(seconds), 3)
+            except (TypeError, ValueError):
+                raise UserError(f"seconds must be a number, got {seconds!r}.") from None
+            if not seconds >= 0:
+                raise UserError(f"seconds must be >= 0, got {seconds}.")
+        winner = {"a": model_a, "b": model_b}.get(choice, choice)
+        row = {
+            "item": item,
+            "id": it["id"],
+            "rater": rater,
+            "time": time or now_utc(),
+            "model_a": model_a,
+            "model_b": model_b,
+            "winner": winner,
+            "slots": row_slots,
+            "note": note.strip(),
+            "source": source,
+            "seconds": seconds,
+        }
+        with self.locked():
+            if any(r.get("rater") == rater and r.get("item") == item for r in self.ratings()):
+                raise AlreadyRated(f"{rater} has already rated item '{item}'; each rater rates an item once.")
+            append_jsonl(self.root / RATINGS, row)
+        return row
+
+    def progress(self, rater: str) -> dict:
+        """done: items this rater rated; total: done + the items still open to them (not rated by them and not yet
+        rated raters_per_item times); all_done / all_total: ratings towards the design's target, all raters."""
+        rater = check_rater(rater)
+        ratings = self.ratings()
+        counts = Counter(r["item"] for r in ratings)
+        rated = {r["item"] for r in ratings if r.get("rater") == rater}
+        need = self.raters_per_item
+        open_items = sum(1 for it in self.items if it["item"] not in rated and counts[it["item"]] < need)
+        return {
+            "done": len(rated),
+            "total": len(rated) + open_items,
+            "all_done": sum(min(counts[it["item"]], need) for it in self.items),
+            "all_total": need * len(self.items),
+        }
+
+
+def _check_slots(slots: dict | None, side: dict[str, str]) -> dict:
+    """{"a": {slot: 0/1}, "b": {...}} -> {model: {slot: 0/1}}; a slot left out or None was not judged."""
+    if not slots:
+        return {}
+    if not isinstance(slots, dict):
+        raise UserError('slots must be an object like {"a": {"core_concept": 1}, "b": {...}}.')
+    out = {}
+    for key, judged in slots.items():
+        if key not in side:
+            raise UserError(f"slots are keyed 'a' and 'b' (the answers as shown), got {key!r}.")
+        if judged is None:
+            continue
+        if not isinstance(judged, dict):
+            raise UserError(f"slots[{key!r}] must be an object of slot -> 0/1.")
+        clean = {}
+        for slot, v in judged.items():
+            if slot not in SLOTS:
+                raise UserError(f"slot {slot!r} is not one of {', '.join(SLOTS)}.")
+            if v is None:
+                continue
+            if v not in (0, 1):  # True/False and 1.0/0.0 compare equal to 1/0
+                raise UserError(f"slots[{key!r}][{slot!r}] must be 0 or 1 (or true/false), got {v!r}.")
+            clean[slot] = int(v)
+        if clean:
+            out[side[key]] = clean
+    return out
+
+
+__all__ = ["CHOICES", "SLOTS", "AlreadyRated", "Study", "create_study"]
