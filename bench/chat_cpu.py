@@ -19,6 +19,7 @@ Configurations (each in its own fresh process, so peak memory is its own):
   float32), the prompt cache, reading ahead at upload.
 - now-openvino: the same with the linear layers in OpenVINO (int8 weights, int8 activations).
 - now-torch: the same with full bf16 weights: what the cache and the read ahead give alone.
+- now-eager: the default without compiling the int8 matmuls (VMETA_CPU_COMPILE=false).
 
 Measured per run (medians over --runs are printed): first token of a cold turn 1 (video and question in one
 request, as /v1 clients send it), first token of the follow-up (the same history + the answer + a question),
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 QUESTION = "这个视频的隐喻是什么？"
 FOLLOW_UP = "这个隐喻表达了什么情绪？"
-CONFIGS = ("before-fp32", "before-bf16", "now-torch", "now-openvino", "now")
+CONFIGS = ("before-fp32", "before-bf16", "now-torch", "now-openvino", "now-eager", "now")
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -106,8 +107,10 @@ def worker(args) -> None:
 
     config = args.worker
     dtype = "float32" if config.endswith("fp32") else "bfloat16" if config == "before-bf16" else None
-    runtime = {"now": "int8", "now-openvino": "openvino"}.get(config, "torch")
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="vmeta-bench-")), hf_offline=True)
+    runtime = {"now": "int8", "now-eager": "int8", "now-openvino": "openvino"}.get(config, "torch")
+    settings = Settings(
+        data_dir=Path(tempfile.mkdtemp(prefix="vmeta-bench-")), hf_offline=True, cpu_compile=config != "now-eager"
+    )
     t0 = time.perf_counter()
     engine = LocalEngine(settings, str(args.model), device="cpu", dtype=dtype, runtime=runtime)
     engine.wait_ready()
@@ -236,7 +239,7 @@ def main() -> None:
     if "now" in results:
         now = results["now"]["runs"]
         print()
-        for ref in ("before-bf16", "before-fp32", "now-torch", "now-openvino"):
+        for ref in ("before-bf16", "before-fp32", "now-torch", "now-openvino", "now-eager"):
             if ref not in results:
                 continue
             old = results[ref]["runs"]

@@ -101,3 +101,24 @@ def test_lora_adapters_wrap_the_int8_layers(tiny, tmp_path):
         with converted.disable_adapter():
             without = converted(input_ids=ids).logits
         assert (without - with_adapter).abs().max() > 20 * (with_adapter - reference(input_ids=ids).logits).abs().max()
+
+
+def test_compiled_matmul_matches_eager_and_serves_every_shape(monkeypatch):
+    from torch._dynamo.utils import counters
+
+    from vmeta.models import int8_linear
+
+    monkeypatch.setattr(int8_linear, "_MATMUL", [int8_linear.int8_matmul])  # restored after the test
+    note = int8_linear.compile_int8_matmul(torch.float32)
+    assert note.startswith("int8 matmuls compiled"), note
+    assert int8_linear._MATMUL[0] is not int8_linear.int8_matmul
+    graphs = counters["stats"]["unique_graphs"]
+    torch.manual_seed(0)
+    for k, n, bias in ((128, 384, True), (384, 96, False), (96, 160, True)):  # other sizes than the warm-up's
+        layer = Int8Linear(torch.nn.Linear(k, n, bias=bias))
+        with torch.inference_mode():
+            x = torch.randn(2, 40, k)
+            eager = int8_linear.int8_matmul(x.reshape(-1, k), layer.qweight, layer.scale, layer.bias)
+            torch.testing.assert_close(layer(x), eager.reshape(2, 40, n), atol=1e-4, rtol=1e-4)
+    assert counters["stats"]["unique_graphs"] == graphs  # compiled once at start: no answer waits for a compile
+    assert int8_linear.compile_int8_matmul(torch.float32).startswith("int8 matmuls compiled")

@@ -39,6 +39,41 @@ def convertible(linear: torch.nn.Linear) -> bool:
     return linear.in_features % 32 == 0 and linear.out_features % 8 == 0
 
 
+def int8_matmul(
+    flat: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``flat @ W.T + b`` for many rows: activations quantised per row, ``torch._int_mm``, rescaled. Eager, the
+    passes over the activations around the matmul cost about 40% of a vision-tower layer; compiled
+    (:func:`compile_int8_matmul`) they fuse into two."""
+    row_max = flat.abs().amax(dim=1, keepdim=True).float().clamp_min(1e-12)
+    xq = (flat * (127.0 / row_max)).round().clamp(-127, 127).to(torch.int8)
+    out = (torch._int_mm(xq, qweight.t()).float() * (row_max / 127.0) * scale).to(flat.dtype)
+    return out if bias is None else out + bias.to(out.dtype)
+
+
+_MATMUL: list[Callable[..., torch.Tensor]] = [int8_matmul]  # the one in use: int8_matmul or its compiled form
+
+
+def compile_int8_matmul(dtype: torch.dtype) -> str:
+    """Use :func:`int8_matmul` compiled by ``torch.compile`` (Inductor's C++ kernels) from now on, compiled now
+    for `dtype` activations with and without bias, so no answer waits for it; shapes are dynamic, so one
+    compilation serves every layer (a second call for the same dtype costs nothing). -> a sentence for the start line. Without a working C++ compiler it stays
+    eager and says why. Measured on 2 cores (Qwen2-VL-2B vision tower, a 15 s clip at 256x256): 13.2 -> 9.7 s."""
+    t0 = time.perf_counter()
+    compiled = _MATMUL[0] if _MATMUL[0] is not int8_matmul else torch.compile(int8_matmul, dynamic=True)
+    # as answers call it: weights made outside inference mode (at load), activations inside; sizes all different
+    w, s = quantize_int8(torch.randn(80, 96))  # so that none is assumed equal to another
+    try:
+        for bias in (None, torch.zeros(80, dtype=dtype)):
+            with torch.inference_mode():
+                x = torch.randn(48, 96, dtype=dtype)
+                torch.testing.assert_close(compiled(x, w, s, bias), int8_matmul(x, w, s, bias), atol=1e-3, rtol=1e-2)
+    except Exception as exc:  # any failure to compile leaves the eager operator working
+        return f"int8 matmuls eager (torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    _MATMUL[0] = compiled
+    return f"int8 matmuls compiled ({time.perf_counter() - t0:.0f} s)"
+
+
 class Int8Linear(torch.nn.Linear):
     """``y = x @ W.T + b`` from int8 ``W``. ``weight`` is an empty placeholder carrying only the dtype (peft gives
     the adapter weights that dtype); the int8 weights and their scales are buffers."""
@@ -59,10 +94,8 @@ class Int8Linear(torch.nn.Linear):
         shape = x.shape
         flat = x.reshape(-1, self.in_features)
         if flat.shape[0] > ROWS_FOR_INT8_MATMUL:
-            # few passes over the activations: they cost about a fifth of a vision-tower layer here
-            row_max = flat.abs().amax(dim=1, keepdim=True).float().clamp_min_(1e-12)
-            xq = (flat * (127.0 / row_max)).round_().clamp_(-127, 127).to(torch.int8)
-            out = torch._int_mm(xq, self.qweight.t()).float().mul_(row_max / 127.0).mul_(self.scale).to(x.dtype)
+            bias = None if self.bias is None else self.bias.detach()  # a plain tensor: compiled, its size is dynamic
+            return _MATMUL[0](flat, self.qweight, self.scale, bias).reshape(*shape[:-1], self.out_features)
         else:
             # bf16 activations on every CPU: with float32 ones the operator takes a slow path (17x slower on an
             # AVX512 CPU without native bf16: 8.4 vs 0.49 ms for 1536x8960), and the rounding is below int8's
@@ -126,8 +159,10 @@ __all__ = [
     "ROWS_FOR_INT8_MATMUL",
     "Conversion",
     "Int8Linear",
+    "compile_int8_matmul",
     "convert_linears",
     "convertible",
+    "int8_matmul",
     "quantize_int8",
     "replace_linears",
 ]

@@ -479,9 +479,11 @@ class LocalEngine:
                 self.runtime_note = f"PyTorch, full weights ({n / 1e6:.0f}M parameters: too small for int8 to pay)"
                 return
         if self.runtime == "int8":
-            from vmeta.models.int8_linear import convert_linears
+            from vmeta.models.int8_linear import compile_int8_matmul, convert_linears
 
             conversion = convert_linears(loaded.model)
+            if self.settings.cpu_compile:
+                conversion.runtime += "; " + compile_int8_matmul(self.dtype)
         elif self.runtime == "openvino":
             import torch
 
