@@ -57,6 +57,15 @@ def eval_cmd(
         Path | None, typer.Option("--human", help="Human-rated JSONL: judge agreement (kappa/Spearman) is reported.")
     ] = None,
     list_metrics: Annotated[bool, typer.Option("--list-metrics", help="List the metric names and exit.")] = False,
+    gallery: Annotated[
+        int | None, typer.Option("--gallery", help="Also write OUT/gallery.html with N test videos per category.")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Dataset folder of the videos, for the gallery's frames (default: the one predicted on)."
+        ),
+    ] = None,
 ) -> None:
     """Score predictions against references: BLEU-4, ROUGE-L, BERTScore (thesis-comparable) + alternates,
     slot-level scores, per-category tables and bootstrap 95% CIs."""
@@ -143,7 +152,13 @@ def eval_cmd(
         console.print(
             f"LLM judge ({results['judge'].get('model')}): {results['judge'].get('summary')}", highlight=False
         )
-    console.print(f"wrote {out / RESULTS}, {out / SAMPLES}, {out / REPORT}", highlight=False)
+    wrote = f"{out / RESULTS}, {out / SAMPLES}, {out / REPORT}"
+    if gallery is not None:
+        from vmeta.evaluate.compare import load_runs
+        from vmeta.evaluate.gallery import write_gallery
+
+        wrote += f", {write_gallery(load_runs([out]), out, gallery, data=data, seed=seed)}"
+    console.print(f"wrote {wrote}", highlight=False)
 
 
 @app.command("compare")
@@ -167,11 +182,26 @@ def compare_cmd(
     ] = "best",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates of the paired test.")] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    gallery: Annotated[
+        int | None,
+        typer.Option("--gallery", help="Also write OUT/gallery.html: N test videos per category, every run's answer."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Dataset folder of the videos, for the gallery's frames (default: the one predicted on)."
+        ),
+    ] = None,
 ) -> None:
-    """Thesis-style comparison table (tables 4.2–4.11): runs as rows, 95% CIs, best per column in bold."""
+    """Thesis-style comparison table (tables 4.2–4.11): runs as rows, 95% CIs, best per column in bold.
+
+    --gallery N adds the case-analysis page: N seeded test videos per category with a frame (and the video),
+    the reference and each run's answer, slots highlighted, with its per-sample scores."""
     from vmeta.evaluate.compare import compare, write_comparison
     from vmeta.evaluate.report import ALL_LABELS
 
+    if gallery is not None and out is None:
+        raise UserError("--gallery writes OUT/gallery.html; give --out DIR too.")
     cmp = compare(
         list(inputs),
         names=_split(names),
@@ -204,4 +234,10 @@ def compare_cmd(
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if out is not None:
         files = write_comparison(cmp, out)
+        if gallery is not None:
+            from vmeta.evaluate.gallery import write_gallery
+
+            files["gallery.html"] = str(
+                write_gallery(cmp.runs, out, gallery, columns=cmp.columns, data=data, seed=seed)
+            )
         console.print("wrote " + ", ".join(files.values()), highlight=False, soft_wrap=True)

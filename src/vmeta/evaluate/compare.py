@@ -250,17 +250,30 @@ def to_html(cmp: Comparison, images: dict[str, bytes]) -> str:
     for w in cmp.warnings:
         out.append(f"<p><b>warning:</b> {esc(w)}</p>")
     for name, png in images.items():
+        title = plot_title(name, cmp.columns)
         out.append(
-            f"<h3>{esc(name)}</h3><img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"<h3>{esc(title)}</h3><img alt='{esc(title)}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         )
     out.append("</body></html>")
     return "\n".join(out)
 
 
+def plot_title(file_name: str, columns: list[str]) -> str:
+    """What the plot in `file_name` shows, as its heading in compare.html (the file name says nothing)."""
+    if file_name == "bars.png":
+        shown = ", ".join(ALL_LABELS.get(c, c) for c in columns)
+        return f"Mean score of each run with its 95% CI ({shown})"
+    if file_name.startswith("heatmap_") and file_name.endswith(".png"):
+        column = file_name[len("heatmap_") : -len(".png")]
+        return f"{ALL_LABELS.get(column, column)} by category: mean per run and category"
+    return file_name
+
+
 def make_plots(cmp: Comparison) -> dict[str, bytes]:
     names = [r.name for r in cmp.runs]
     table = {r.name: r.results["metrics"] for r in cmp.runs}
-    images = {"bars.png": plots.run_bars(names, cmp.columns, table, ALL_LABELS)}
+    images = {"bars.png": plots.run_bars(names, cmp.columns, table, ALL_LABELS, plot_title("bars.png", cmp.columns))}
     cats: list[str] = []
     for r in cmp.runs:
         for c in r.results.get("per_category", {}):
@@ -278,7 +291,7 @@ def make_plots(cmp: Comparison) -> dict[str, bytes]:
                 ],
                 dtype=float,
             )
-            images[f"heatmap_{c}.png"] = plots.heatmap(names, cats, values, f"{ALL_LABELS.get(c, c)} by category")
+            images[f"heatmap_{c}.png"] = plots.heatmap(names, cats, values, plot_title(f"heatmap_{c}.png", [c]))
     return images
 
 
@@ -313,6 +326,7 @@ __all__ = [
     "Run",
     "compare",
     "load_runs",
+    "plot_title",
     "resolve_results",
     "to_csv",
     "to_html",

@@ -1,7 +1,8 @@
 """PNG plots (matplotlib, Agg): bars with CI whiskers, histograms, heat maps. Returns PNG bytes.
 
-Category names are drawn in English (`vmeta.dataset.categories`); other text (run names) gets a CJK font
-when one is installed (`vmeta.plotting`).
+Category names are drawn as the reports' tables spell them (the dataset's Chinese names) when the machine has
+a font that draws Chinese (`vmeta.plotting`); only without one do they fall back to English
+(`vmeta.dataset.categories`), so a plot never shows boxes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ def _plt():
 
 def english(category: str) -> str:
     return CATEGORIES[category][0] if category in CATEGORIES else category
+
+
+def category_label(category: str) -> str:
+    """The category as the report's tables name it; its English name only where no CJK font is installed."""
+    from vmeta.plotting import find_cjk_font
+
+    return category if find_cjk_font() else english(category)
 
 
 def _png(fig) -> bytes:
@@ -48,7 +56,7 @@ def category_bars(per_category: dict[str, dict], columns: list[str], labels: dic
         x = np.arange(len(cats))
         colors = ["#dd8452" if c == "overall" else "#4c72b0" for c in cats]
         ax.bar(x, means, yerr=errs, capsize=4, color=colors)
-        ax.set_xticks(x, [english(c) for c in cats], rotation=30, ha="right")
+        ax.set_xticks(x, [category_label(c) for c in cats], rotation=30, ha="right")
         ax.set_title(labels.get(col, col))
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -71,7 +79,9 @@ def histograms(columns: dict[str, np.ndarray], labels: dict[str, str]) -> bytes:
     return _png(fig)
 
 
-def run_bars(runs: list[str], columns: list[str], table: dict[str, dict[str, dict]], labels: dict[str, str]) -> bytes:
+def run_bars(
+    runs: list[str], columns: list[str], table: dict[str, dict[str, dict]], labels: dict[str, str], title: str = ""
+) -> bytes:
     """Grouped bars: metric groups on x, one bar per run, CI whiskers."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(columns) * max(1, len(runs)) / 2), 3.8))
@@ -82,6 +92,8 @@ def run_bars(runs: list[str], columns: list[str], table: dict[str, dict[str, dic
         errs = np.array([_err(table[run].get(c, {}).get("mean"), table[run].get(c, {}).get("ci95")) for c in columns]).T
         ax.bar(x + (k - (len(runs) - 1) / 2) * width, means, width, yerr=errs, capsize=3, label=run)
     ax.set_xticks(x, [labels.get(c, c) for c in columns])
+    if title:
+        ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=min(4, len(runs)))
     fig.tight_layout()
@@ -92,7 +104,7 @@ def heatmap(runs: list[str], categories: list[str], values: np.ndarray, title: s
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.3 * len(categories) + 2.5, 0.5 * len(runs) + 1.8))
     im = ax.imshow(values, cmap="viridis", aspect="auto")
-    ax.set_xticks(np.arange(len(categories)), [english(c) for c in categories], rotation=30, ha="right")
+    ax.set_xticks(np.arange(len(categories)), [category_label(c) for c in categories], rotation=30, ha="right")
     ax.set_yticks(np.arange(len(runs)), runs)
     finite = values[np.isfinite(values)]
     mid = float(finite.mean()) if finite.size else 0.0
