@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "export",
     "sweep",
     "serve",
+    "rate",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"vmeta.cli.{_name}")
