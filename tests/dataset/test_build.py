@@ -324,6 +324,48 @@ def test_cli_subprocess_user_error(tmp_path):
     assert "nope.csv" in proc.stderr and "not found" in proc.stderr
 
 
+def test_unsupported_sheet_refused_up_front_exit_2_nothing_created(tmp_path, videos):
+    """A .txt (notes, not a sheet) is refused before anything is read: exit 2, no dataset folder left behind."""
+    import subprocess
+    import sys
+
+    from vmeta.errors import UserError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("video,category,label\ncat,诙谐类,x\n", encoding="utf-8")
+    good = write_csv(tmp_path / "s.csv", [["cat", "诙谐类", LABEL_A]])
+    out = tmp_path / "ds"
+    with pytest.raises(UserError, match=r"notes\.txt.*\.csv"):
+        build_dataset([good, notes], videos, out)  # the good sheet first: still nothing written
+    assert not out.exists()
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmeta", "data", "build", str(notes), "--videos", str(videos), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "notes.txt" in proc.stderr and not out.exists()
+
+
+def test_build_without_a_valid_row_removes_the_folder_it_created(tmp_path, videos):
+    from typer.testing import CliRunner
+
+    from vmeta.cli import app
+
+    bad = write_csv(tmp_path / "bad.csv", [["missing", "诙谐类", "x"]])
+    out = tmp_path / "new" / "ds"
+    result = CliRunner().invoke(app, ["data", "build", str(bad), "--videos", str(videos), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "missing_video" in result.output and "nothing was written" in " ".join(result.output.split())
+    assert not out.exists()
+    # an existing dataset folder is kept (its rejects.jsonl records the failed rows)
+    good = write_csv(tmp_path / "s.csv", [["cat", "诙谐类", LABEL_A]])
+    assert build_dataset([good], videos, out).kept
+    report = build_dataset([bad], videos, out)
+    assert report.kept and report.valid == 0 and rejects_by_row(out)[2]["reason"] == "missing_video"
+
+
 def test_shipped_sample_builds_with_three_rejects(tmp_path):
     from pathlib import Path
 

@@ -66,15 +66,23 @@ def build(
         )
     if report.rejects:
         console.print(f"[bold red]{len(report.rejects)} row(s) rejected[/] (sheet:row — video — reason — what to do):")
-        for r in report.rejects[:MAX_REJECT_LINES]:
+        shown = report.rejects if not report.kept else report.rejects[:MAX_REJECT_LINES]  # no rejects.jsonl: all
+        for r in shown:
             console.print("  " + r.line(), highlight=False, soft_wrap=True)
-        if len(report.rejects) > MAX_REJECT_LINES:
-            console.print(f"  … and {len(report.rejects) - MAX_REJECT_LINES} more.")
-        console.print(f"All rejects: {report.rejects_path}", highlight=False, soft_wrap=True)
-    console.print(f"Records: {out / 'records.jsonl'}  ({report.seconds:.1f} s)", highlight=False, soft_wrap=True)
+        if len(report.rejects) > len(shown):
+            console.print(f"  … and {len(report.rejects) - len(shown)} more.")
+        if report.kept:
+            console.print(f"All rejects: {report.rejects_path}", highlight=False, soft_wrap=True)
+    if report.kept:
+        console.print(f"Records: {out / 'records.jsonl'}  ({report.seconds:.1f} s)", highlight=False, soft_wrap=True)
 
     if report.valid == 0:
-        console.print("[bold red]no valid rows[/]: nothing was added; fix the rows listed above and run again.")
+        done = "nothing was added" if report.kept else f"nothing was written ({out} not created)"
+        console.print(
+            f"[bold red]no valid rows[/]: {done}; fix the rows listed above and run again.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     if strict and report.rejects:
         raise typer.Exit(1)

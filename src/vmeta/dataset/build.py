@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 from vmeta.dataset.categories import CATEGORIES, canonical_category, category_lookup, fold
 from vmeta.dataset.records import Dataset, Record, SourceRef, VideoMeta, now_iso
-from vmeta.dataset.sheets import MissingColumnError, SheetRow, read_sheet_tables
+from vmeta.dataset.sheets import MissingColumnError, SheetRow, check_sheet_file, read_sheet_tables
 from vmeta.errors import UserError
 from vmeta.jsonio import iter_jsonl, write_jsonl
 
@@ -78,6 +79,7 @@ class BuildReport:
     cache_hits: int = 0
     videos_indexed: int = 0
     seconds: float = 0.0
+    kept: bool = True  # False: no valid row, and the folder this build had created was removed again
 
     @property
     def rows_read(self) -> int:
@@ -205,6 +207,8 @@ def build_dataset(
         raise UserError(
             "no sheet given; pass one or more .xlsx/.csv files: vmeta data build SHEET... --videos DIR --out DATASET"
         )
+    for path in sheets:  # every sheet's type before anything is read or written
+        check_sheet_file(path)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out.")
@@ -321,135 +325,159 @@ def build_dataset(
                 }
             )
 
-    # 4. probe (cached by inode / size+mtime+content hash)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = ProbeCache(out / PROBE_CACHE)
-    probed: list[tuple[SheetRow, Path, str, VideoMeta]] = []
-    total = len(unique)
-    for n, (row, video, category) in enumerate(unique, 1):
-        try:
-            meta = cache.probe(video)
-        except ProbeError as exc:
-            report.rejects.append(
-                Reject(row.sheet, row.row, row.video, "unreadable_video", f"{row.sheet} row {row.row}: {exc}", exc.kind)
-            )
-            continue
-        finally:
-            if on_progress is not None:
-                on_progress(n, total)
-        probed.append((row, video, category, meta))
-    report.probes_run, report.cache_hits = cache.misses, cache.hits
-
-    # 5. merge into records.jsonl under the lock
-    ds = Dataset(out)
-    stamp = now_iso()
-    out_resolved = os.path.abspath(out)
-
-    def merge(records: list[Record]) -> None:
-        by_id = {r.id: r for r in records}
-        id_of_video = {r.video: r.id for r in records}
-        taken: set[str] = set(by_id)
-        claimed: set[str] = set()  # video paths given a record in this build
-        for row, video, category, meta in probed:
-            rel = _dataset_relpath(video, out_resolved)
-            rid = id_of_video.get(rel)
-            if rid is None:
-                rid = fold(video.stem)
-                holder = by_id.get(rid)
-                moved = holder is not None and holder.video not in claimed and not ds.video_path(holder).exists()
-                if rid in taken and not moved:  # another video has this stem: use the relative path
-                    base, k = fold(index.relative(video)), 2
-                    rid = base
-                    while rid in taken:
-                        rid, k = f"{base}~{k}", k + 1
-                taken.add(rid)
-                id_of_video[rel] = rid
-            claimed.add(rel)
-            source = SourceRef(sheet=row.sheet, row=row.row)
-            old = by_id.get(rid)
-            if old is None:
-                rec = Record(
-                    id=rid,
-                    video=rel,
-                    category=category,
-                    raw_label=row.label,
-                    label=row.label,
-                    source=source,
-                    video_meta=meta,
+    # 4-6 write; a build that fails, or finds no valid row, leaves no folder it created behind
+    created = not out.exists()
+    try:
+        # 4. probe (cached by inode / size+mtime+content hash)
+        out.mkdir(parents=True, exist_ok=True)
+        cache = ProbeCache(out / PROBE_CACHE)
+        probed: list[tuple[SheetRow, Path, str, VideoMeta]] = []
+        total = len(unique)
+        for n, (row, video, category) in enumerate(unique, 1):
+            try:
+                meta = cache.probe(video)
+            except ProbeError as exc:
+                report.rejects.append(
+                    Reject(
+                        row.sheet, row.row, row.video, "unreadable_video", f"{row.sheet} row {row.row}: {exc}", exc.kind
+                    )
                 )
-                rec.set_label(row.label, "raw")
-                records.append(rec)
-                by_id[rid] = rec
-                report.new += 1
                 continue
-            before = old.model_dump(mode="json")
-            protected = old.reviewed or old.rewrite is not None
-            flagged = False
-            old.video, old.source, old.video_meta = rel, source, meta
-            if old.raw_label != row.label:
-                old.history.append(
-                    {"at": stamp, "event": "raw_label_changed", "raw_label": old.raw_label, "source": before["source"]}
+            finally:
+                if on_progress is not None:
+                    on_progress(n, total)
+            probed.append((row, video, category, meta))
+        report.probes_run, report.cache_hits = cache.misses, cache.hits
+
+        # 5. merge into records.jsonl under the lock
+        ds = Dataset(out)
+        stamp = now_iso()
+        out_resolved = os.path.abspath(out)
+
+        def merge(records: list[Record]) -> None:
+            by_id = {r.id: r for r in records}
+            id_of_video = {r.video: r.id for r in records}
+            taken: set[str] = set(by_id)
+            claimed: set[str] = set()  # video paths given a record in this build
+            for row, video, category, meta in probed:
+                rel = _dataset_relpath(video, out_resolved)
+                rid = id_of_video.get(rel)
+                if rid is None:
+                    rid = fold(video.stem)
+                    holder = by_id.get(rid)
+                    moved = holder is not None and holder.video not in claimed and not ds.video_path(holder).exists()
+                    if rid in taken and not moved:  # another video has this stem: use the relative path
+                        base, k = fold(index.relative(video)), 2
+                        rid = base
+                        while rid in taken:
+                            rid, k = f"{base}~{k}", k + 1
+                    taken.add(rid)
+                    id_of_video[rel] = rid
+                claimed.add(rel)
+                source = SourceRef(sheet=row.sheet, row=row.row)
+                old = by_id.get(rid)
+                if old is None:
+                    rec = Record(
+                        id=rid,
+                        video=rel,
+                        category=category,
+                        raw_label=row.label,
+                        label=row.label,
+                        source=source,
+                        video_meta=meta,
+                    )
+                    rec.set_label(row.label, "raw")
+                    records.append(rec)
+                    by_id[rid] = rec
+                    report.new += 1
+                    continue
+                before = old.model_dump(mode="json")
+                protected = old.reviewed or old.rewrite is not None
+                flagged = False
+                old.video, old.source, old.video_meta = rel, source, meta
+                if old.raw_label != row.label:
+                    old.history.append(
+                        {
+                            "at": stamp,
+                            "event": "raw_label_changed",
+                            "raw_label": old.raw_label,
+                            "source": before["source"],
+                        }
+                    )
+                    old.raw_label = row.label
+                    if protected:
+                        old.add_flag("raw_label_changed")
+                        flagged = True
+                    else:
+                        old.set_label(row.label, "raw")
+                seen = next(
+                    (h.get("sheet_category") for h in reversed(old.history) if h.get("event") == "category_changed"),
+                    None,
                 )
-                old.raw_label = row.label
-                if protected:
-                    old.add_flag("raw_label_changed")
-                    flagged = True
+                if old.category != category and not (protected and seen == category):  # not already flagged
+                    old.history.append(
+                        {
+                            "at": stamp,
+                            "event": "category_changed",
+                            "category": old.category,
+                            "sheet_category": category,
+                            "source": before["source"],
+                        }
+                    )
+                    if protected:
+                        old.add_flag("category_changed")
+                        flagged = True
+                    else:
+                        old.category = category
+                if flagged:
+                    report.flagged += 1
+                elif _changed(before, old.model_dump(mode="json")):
+                    report.updated += 1
                 else:
-                    old.set_label(row.label, "raw")
-            seen = next(
-                (h.get("sheet_category") for h in reversed(old.history) if h.get("event") == "category_changed"), None
-            )
-            if old.category != category and not (protected and seen == category):  # not already flagged
-                old.history.append(
-                    {
-                        "at": stamp,
-                        "event": "category_changed",
-                        "category": old.category,
-                        "sheet_category": category,
-                        "source": before["source"],
-                    }
-                )
-                if protected:
-                    old.add_flag("category_changed")
-                    flagged = True
-                else:
-                    old.category = category
-            if flagged:
-                report.flagged += 1
-            elif _changed(before, old.model_dump(mode="json")):
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        report.total_records = len(records)
+                    report.unchanged += 1
+            report.total_records = len(records)
 
-    ds.update(merge)
+        ds.update(merge)
 
-    order = {name: i for i, name in enumerate(sheet_names)}
-    report.rejects.sort(key=lambda r: (order.get(r.sheet, len(order)), r.row or 0))
+        order = {name: i for i, name in enumerate(sheet_names)}
+        report.rejects.sort(key=lambda r: (order.get(r.sheet, len(order)), r.row or 0))
 
-    # 6. rejects: this build's, plus earlier ones from sheets not read this time
-    this_run = set(sheet_names)
-    kept = (
-        [r for r in iter_jsonl(ds.rejects_path) if r.get("sheet") not in this_run] if ds.rejects_path.exists() else []
-    )
-    write_jsonl(ds.rejects_path, [*kept, *(r.to_json() | {"at": stamp} for r in report.rejects)])
+        # 6. rejects: this build's, plus earlier ones from sheets not read this time
+        this_run = set(sheet_names)
+        kept = (
+            [r for r in iter_jsonl(ds.rejects_path) if r.get("sheet") not in this_run]
+            if ds.rejects_path.exists()
+            else []
+        )
+        write_jsonl(ds.rejects_path, [*kept, *(r.to_json() | {"at": stamp} for r in report.rejects)])
 
-    report.seconds = time.perf_counter() - t0
-    manifest = ds.manifest()
-    builds = [
-        *manifest.get("builds", []),
-        {
-            "at": stamp,
-            "sheets": [str(p) for p in sheets],
-            "videos_dir": str(Path(videos_dir)),
-            "seconds": round(report.seconds, 3),
-            **report.summary(),
-        },
-    ]
-    known_sheets = list(dict.fromkeys([*manifest.get("sheets", []), *(str(p) for p in sheets)]))
-    ds.write_manifest(
-        sheets=known_sheets, videos_dir=str(Path(videos_dir)), built=stamp, builds=builds[-50:], counts=report.summary()
-    )
+        report.seconds = time.perf_counter() - t0
+        manifest = ds.manifest()
+        builds = [
+            *manifest.get("builds", []),
+            {
+                "at": stamp,
+                "sheets": [str(p) for p in sheets],
+                "videos_dir": str(Path(videos_dir)),
+                "seconds": round(report.seconds, 3),
+                **report.summary(),
+            },
+        ]
+        known_sheets = list(dict.fromkeys([*manifest.get("sheets", []), *(str(p) for p in sheets)]))
+        ds.write_manifest(
+            sheets=known_sheets,
+            videos_dir=str(Path(videos_dir)),
+            built=stamp,
+            builds=builds[-50:],
+            counts=report.summary(),
+        )
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if created and report.valid == 0:
+        shutil.rmtree(out, ignore_errors=True)
+        report.kept = False
     return report
 
 

@@ -44,7 +44,8 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     ),
 }
 # fmt: on
-SUPPORTED_SUFFIXES = (".xlsx", ".xlsm", ".csv", ".tsv", ".txt")
+# A .txt is not read: it is as often notes as a table, and read as CSV it gave a confusing "missing column".
+SUPPORTED_SUFFIXES = (".xlsx", ".xlsm", ".csv", ".tsv")
 CSV_ENCODINGS = ("utf-8-sig", "utf-8", "gb18030")
 _HEADER_SCAN_ROWS = 30
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
@@ -132,18 +133,30 @@ def parse_column_map(items: list[str] | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- reading files
 
 
-def read_raw_sheets(path: str | Path, sheet_name: str | None = None) -> list[RawSheet]:
+def check_sheet_file(path: str | Path) -> Path:
+    """`path` as a Path when it names an existing sheet of a supported type, else a UserError saying what to do.
+    Called for every sheet before a build starts, so a wrong file fails before anything is written."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: sheet file not found; check the path.")
     suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        return _read_xlsx(path, sheet_name)
-    if suffix in (".csv", ".tsv", ".txt"):
-        return [RawSheet(path.name, path, list(_read_delimited(path)))]
     if suffix == ".xls":
         raise UserError(f"{path}: old Excel .xls files are not read; open it and save as .xlsx (or .csv UTF-8).")
-    raise UserError(f"{path}: unsupported sheet type {suffix!r}; use .xlsx, .csv or .tsv.")
+    if suffix == ".txt":
+        raise UserError(
+            f"{path}: a .txt file is not read as a sheet; save the sheet as .xlsx or .csv "
+            "(a tab-separated .txt: rename it to .tsv)."
+        )
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UserError(f"{path}: unsupported sheet type {suffix!r}; use .xlsx, .csv or .tsv.")
+    return path
+
+
+def read_raw_sheets(path: str | Path, sheet_name: str | None = None) -> list[RawSheet]:
+    path = check_sheet_file(path)
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        return _read_xlsx(path, sheet_name)
+    return [RawSheet(path.name, path, list(_read_delimited(path)))]
 
 
 def _read_xlsx(path: Path, sheet_name: str | None) -> list[RawSheet]:
