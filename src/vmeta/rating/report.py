@@ -34,6 +34,7 @@ TEXT = {
         "title": "人工评测报告",
         "summary": "研究概况",
         "models": "模型",
+        "model": "模型",
         "ids": "测试样本",
         "items": "评测条目",
         "ratings": "评分",
@@ -55,7 +56,7 @@ TEXT = {
         "score": "分数 [95% CI]",
         "log_strength": "对数强度",
         "agreement": "评分人一致性",
-        "agreement_note": "基于至少两人评过的条目（{n} 个），四选一结果（前者胜 / 后者胜 / 平局 / 都错）。",
+        "agreement_note": "基于至少两人评过的条目（{n} 个），四选一结果（按名称排序的模型对中前者胜 / 后者胜 / 平局 / 都错，与展示顺序无关）。",
         "no_multi": "没有被两人或以上评过的条目，无法计算一致性。",
         "cohen": "Cohen's kappa（评分人两两平均）",
         "fleiss": "Fleiss' kappa",
@@ -85,6 +86,7 @@ TEXT = {
         "title": "Human evaluation report",
         "summary": "Study",
         "models": "models",
+        "model": "model",
         "ids": "test ids",
         "items": "items",
         "ratings": "ratings",
@@ -106,7 +108,7 @@ TEXT = {
         "score": "score [95% CI]",
         "log_strength": "log-strength",
         "agreement": "Inter-rater agreement",
-        "agreement_note": "On the items rated by two or more people ({n}), 4-way outcome (first wins / second wins / tie / both wrong).",
+        "agreement_note": "On the items rated by two or more people ({n}), 4-way outcome (the pair's first model by name wins / the second wins / tie / both wrong, whatever order was shown).",
         "no_multi": "No item was rated by two or more people, so agreement cannot be computed.",
         "cohen": "Cohen's kappa (mean over rater pairs)",
         "fleiss": "Fleiss' kappa",
@@ -409,7 +411,7 @@ def _tables(report: dict, lang: str) -> list[tuple[str, str | None, list[str], l
         ]
         for b in report["bradley_terry"]
     ]
-    out.append((t["bt"], bt_note, [t["rank"], t["models"], t["score"], t["log_strength"]], rows))
+    out.append((t["bt"], bt_note, [t["rank"], t["model"], t["score"], t["log_strength"]], rows))
     ag = report["agreement"]
     if ag["items_multi_rated"]:
         rows = [
@@ -449,7 +451,7 @@ def _tables(report: dict, lang: str) -> list[tuple[str, str | None, list[str], l
             [m, *[f"{_rate_ci(e['rate'], e['ci'])} (n={e['n']})" for e in report["by_slot"][m].values()]]
             for m in models
         ]
-        out.append((t["by_slot"], None, [t["models"], *[slot_names[s] for s in SLOTS]], rows))
+        out.append((t["by_slot"], None, [t["model"], *[slot_names[s] for s in SLOTS]], rows))
     else:
         out.append((t["by_slot"], t["no_slots"], [], []))
     return out

@@ -209,9 +209,9 @@ def _same_study(meta: dict, wanted: dict) -> list[str]:
     old_models = [(m["name"], m["sha256"]) for m in meta.get("models", [])]
     new_models = [(m["name"], m["sha256"]) for m in wanted["models"]]
     if old_models != new_models:
-        old = ", ".join(f"{n} ({h[:12]})" for n, h in old_models)
-        new = ", ".join(f"{n} ({h[:12]})" for n, h in new_models)
-        diffs.append(f"prediction files [{old}] vs now [{new}]")
+        old = ", ".join(f"{n} sha256:{h[:12]}" for n, h in old_models)
+        new = ", ".join(f"{n} sha256:{h[:12]}" for n, h in new_models)
+        diffs.append(f"prediction files {old}; now {new}")
     for key in ("design", "seed", "show_reference", "data"):
         if meta.get(key) != wanted[key]:
             diffs.append(f"{key} {meta.get(key)!r} vs now {wanted[key]!r}")
@@ -548,7 +548,7 @@ def _check_slots(slots: dict | None, side: dict[str, str]) -> dict:
         if judged is None:
             continue
         if not isinstance(judged, dict):
-            raise UserError(f"slots[{key!r}] must be an object of slot -> 0/1.")
+            raise UserError(f"the slots of answer {key!r} must be an object of slot -> 0/1.")
         clean = {}
         for slot, v in judged.items():
             if slot not in SLOTS:
@@ -556,7 +556,7 @@ def _check_slots(slots: dict | None, side: dict[str, str]) -> dict:
             if v is None:
                 continue
             if v not in (0, 1):  # True/False and 1.0/0.0 compare equal to 1/0
-                raise UserError(f"slots[{key!r}][{slot!r}] must be 0 or 1 (or true/false), got {v!r}.")
+                raise UserError(f"slot {slot!r} of answer {key!r} must be 0 or 1 (or true/false), got {v!r}.")
             clean[slot] = int(v)
         if clean:
             out[side[key]] = clean

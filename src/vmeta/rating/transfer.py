@@ -126,7 +126,7 @@ def _slots(row: dict, model_a: str, model_b: str) -> dict | None:
             if key not in side_of:
                 raise RowError("slots", f"is keyed by {key!r}; use a / b or the names {model_a} / {model_b}")
             if not isinstance(judged, dict):
-                raise RowError("slots", f"[{key!r}] must be an object of slot -> 0/1")
+                raise RowError("slots", f"of {key!r} must be an object of slot -> 0/1")
             for slot, v in judged.items():
                 if slot not in SLOTS:
                     raise RowError("slots", f"names an unknown slot {slot!r} (slots: {', '.join(SLOTS)})")
