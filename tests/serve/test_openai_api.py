@@ -131,6 +131,19 @@ def test_api_errors_are_helpful(api, live, bad_videos):
     assert r.status_code == 401 and "Bearer" in r.json()["error"]["message"]
 
 
+def test_api_empty_video_error_names_its_place_once_and_no_file_dialog(api):
+    """The page tells a person to "choose the video file again"; an API client gets where and what to send."""
+    client, _, _ = api
+    empty = "data:video/mp4;base64,"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": [{"type": "video_url", "video_url": {"url": empty}}]}]
+        )
+    message = e.value.body["message"]
+    assert message.startswith("messages[0].content[0]: the video is empty (0 bytes);"), message
+    assert message.count("messages[0]") == 1 and "choose" not in message
+
+
 def test_api_usage_recorded_not_as_conversation(api, live):
     client, web, _ = api
     client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "count"}])

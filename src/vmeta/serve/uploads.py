@@ -150,37 +150,41 @@ async def receive_file(
     return Received(path=tmp, filename=state["filename"], content_type=state["ctype"], size=state["size"])
 
 
-def check_video(path: Path, filename: str, settings: Settings):
-    """Probe `path`; raise a 4xx HTTPException (with `filename` in the sentence) when it cannot be used."""
+def check_video(path: Path, filename: str | None, settings: Settings):
+    """Probe `path`; raise a 4xx HTTPException when it cannot be used. The sentence names `filename` (a file the
+    page's user picked) or, when None, says "the video": an API caller prefixes where the part was, and is told
+    what to send rather than what to pick in a file dialog."""
     from vmeta.video.probe import ProbeError, probe
 
+    name = f"'{filename}'" if filename is not None else "the video"
+    empty_fix = "choose the video file again" if filename is not None else "send the file's contents, not an empty one"
     try:
         meta = probe(path)
     except ProbeError as exc:
         sentence = {
-            "zero_byte": (400, f"'{filename}' is empty (0 bytes); choose the video file again."),
-            "not_video": (415, f"'{filename}' is not a video file; upload an MP4, MOV, MKV or WebM video."),
-            "audio_only": (415, f"'{filename}' has sound but no picture; upload the video itself."),
+            "zero_byte": (400, f"{name} is empty (0 bytes); {empty_fix}."),
+            "not_video": (415, f"{name} is not a video file; upload an MP4, MOV, MKV or WebM video."),
+            "audio_only": (415, f"{name} has sound but no picture; upload the video itself."),
             "corrupt": (
                 422,
-                f"'{filename}' is damaged or truncated and cannot be played; export it again (H.264 MP4) and retry.",
+                f"{name} is damaged or truncated and cannot be played; export it again (H.264 MP4) and retry.",
             ),
-        }.get(exc.kind, (400, f"'{filename}' cannot be used as a video."))
+        }.get(exc.kind, (400, f"{name} cannot be used as a video."))
         raise HTTPException(*sentence) from None
     except Exception:
         raise HTTPException(
-            422, f"'{filename}' could not be read as a video; export it again (H.264 MP4) and retry."
+            422, f"{name} could not be read as a video; export it again (H.264 MP4) and retry."
         ) from None
     if meta.duration_s is not None and meta.duration_s > settings.upload_max_duration_s:
         raise HTTPException(
             422,
-            f"'{filename}' is {meta.duration_s:.0f} s long; the limit is {settings.upload_max_duration_s:.0f} s — trim it and retry.",
+            f"{name} is {meta.duration_s:.0f} s long; the limit is {settings.upload_max_duration_s:.0f} s — trim it and retry.",
         )
     w, h = meta.width or 0, meta.height or 0
     if w * h > settings.upload_max_pixels:
         raise HTTPException(
             422,
-            f"'{filename}' is {w}x{h}; the largest frame accepted is {settings.upload_max_pixels:,} pixels — scale it down and retry.",
+            f"{name} is {w}x{h}; the largest frame accepted is {settings.upload_max_pixels:,} pixels — scale it down and retry.",
         )
     return meta
 

@@ -200,7 +200,7 @@ class _Resolver:
             else:
                 raise OpenAIError(400, f"{where}: unsupported {what} URL; use a data: URL or '{UPLOAD_SCHEME}<id>'.")
             if kind == "video":
-                check_video(path, f"{where} video", self.state.settings)
+                check_video(path, None, self.state.settings)  # "{where}: the video is …" (below)
                 return str(path)
             out = path.with_suffix(".png")
             self.temp.append(out)
