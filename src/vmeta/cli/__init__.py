@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "sweep",
     "serve",
     "rate",
+    "rate_serve",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"vmeta.cli.{_name}")
