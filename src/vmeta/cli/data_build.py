@@ -78,11 +78,7 @@ def build(
 
     if report.valid == 0:
         done = "nothing was added" if report.kept else f"nothing was written ({out} not created)"
-        console.print(
-            f"[bold red]no valid rows[/]: {done}; fix the rows listed above and run again.",
-            highlight=False,
-            soft_wrap=True,
-        )
+        console.print(f"[bold red]no valid rows[/]: {done}; fix the rows listed above and run again.", highlight=False)
         raise typer.Exit(1)
     if strict and report.rejects:
         raise typer.Exit(1)
