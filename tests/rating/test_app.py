@@ -283,3 +283,33 @@ def test_page_has_token_language_and_every_message(client):
     for key in keys:
         assert key in zh and key in en, key
     assert "{done}" in zh["rate.progress"] and "{all_total}" in en["rate.progress"]
+
+
+# ------------------------------------------------------------------------------------------------------- cli
+def test_rate_serve_command(rate_study, monkeypatch):
+    """`vmeta rate serve` prints the URL and how raters join; loopback by default, any Host on --host 0.0.0.0."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from vmeta.cli import app
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda a, **kw: served.append({"app": a, **kw}))
+    runner = CliRunner()
+    result = runner.invoke(app, ["rate", "serve", str(rate_study.root)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    out = " ".join(result.output.split())
+    assert "http://127.0.0.1:8020/" in out and "typing their name" in out and "--host 0.0.0.0" in out
+    assert "18 items" in out and "3 models" in out
+    assert served[-1]["host"] == "127.0.0.1" and served[-1]["port"] == 8020
+    local = TestClient(served[-1]["app"])
+    assert local.get("/api/next", params={"rater": "a"}, headers={"Host": "192.168.1.5:8020"}).status_code == 400
+
+    result = runner.invoke(app, ["rate", "serve", str(rate_study.root), "--host", "0.0.0.0", "--port", "9001"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "http://<this machine's address>:9001/" in " ".join(result.output.split())
+    lan = TestClient(served[-1]["app"])
+    assert lan.get("/api/next", params={"rater": "a"}, headers={"Host": "192.168.1.5:9001"}).status_code == 200
+
+    result = runner.invoke(app, ["rate", "serve", str(rate_study.root.parent)])
+    assert result.exit_code != 0 and "not a rating study" in str(result.exception)
