@@ -313,3 +313,41 @@ def test_rate_serve_command(rate_study, monkeypatch):
 
     result = runner.invoke(app, ["rate", "serve", str(rate_study.root.parent)])
     assert result.exit_code != 0 and "not a rating study" in str(result.exception)
+
+
+def test_page_ratings_make_the_report(client, rate_study):
+    """Three raters through the page's API, then `vmeta rate report`: its win counts equal the counts made by
+    hand from what each rater was shown and chose (the answer's text says which model it was)."""
+    from typer.testing import CliRunner
+
+    from vmeta.cli import app
+
+    steps = run_session(client)
+    study = rate_study
+    hand: dict[tuple[str, str], Counter] = {}
+    for step in steps:
+        view, choice = step["view"], step["body"]["choice"]
+        item = study.item(view["item"])
+        writer = {study.answer(m, item["id"]): m for m in item["models"]}
+        assert len(writer) == 2  # the two answers differ, so the text names its model
+        shown = {"a": writer[view["answers"][0]["text"]], "b": writer[view["answers"][1]["text"]]}
+        x, y = sorted(item["models"])
+        key = {"a": shown["a"], "b": shown["b"]}.get(choice, choice)
+        hand.setdefault((x, y), Counter())["x" if key == x else "y" if key == y else key] += 1
+
+    result = CliRunner().invoke(app, ["rate", "report", str(study.root), "--bootstrap", "50"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((study.root / "report" / "report.json").read_text(encoding="utf-8"))
+    assert len(report["win_rates"]) == 3
+    for entry in report["win_rates"]:
+        c = hand[tuple(sorted((entry["a"], entry["b"])))]
+        flip = entry["a"] > entry["b"]
+        wins_a, wins_b = (c["y"], c["x"]) if flip else (c["x"], c["y"])
+        assert (entry["a_wins"], entry["b_wins"], entry["ties"], entry["both_wrong"]) == (
+            wins_a,
+            wins_b,
+            c["tie"],
+            c["both_wrong"],
+        )
+        assert entry["n"] == sum(c.values()) == 12  # 6 ids x 2 raters
+        assert entry["a_win_rate"] == pytest.approx((wins_a + 0.5 * (c["tie"] + c["both_wrong"])) / 12)
