@@ -387,6 +387,37 @@ def test_refused_upload_shows_the_server_message_and_english_toggle(new_page, se
     assert not page.errors, page.errors
 
 
+def test_errors_shown_earlier_follow_a_language_switch(new_page, serve, tmp_path):
+    """A server error (login, upload) and a page-made one (empty field) are drawn again in the new language."""
+    from playwright.sync_api import expect
+
+    url = serve()
+    page = new_page()
+    _open(page, url)
+    page.locator("#login-email").fill("nobody@example.org")
+    page.locator("#login-password").fill("wrong password")
+    page.locator("#login-submit").click()
+    expect(page.locator("#login-error")).to_have_text("邮箱或密码错误。", timeout=T)
+    page.locator("#welcome .lang-toggle").click()
+    expect(page.locator("#login-error")).to_have_text("wrong e-mail or password.", timeout=T)
+    page.locator("#login-password").fill("")
+    page.locator("#login-submit").click()
+    english_fill_in = page.locator("#login-error").inner_text()
+    page.locator("#welcome .lang-toggle").click()  # back to Chinese: the page's own sentence follows too
+    expect(page.locator("#login-error")).not_to_have_text(english_fill_in, timeout=T)
+
+    page.locator("#guest-start").click()
+    expect(page.locator("#app")).to_be_visible(timeout=T)
+    fake = media.make_not_video(tmp_path / "notes.mp4")
+    page.locator("#file-input").set_input_files(str(fake))
+    expect(page.locator(".attachment.error .att-error")).to_have_text(
+        "“notes.mp4”不是视频文件，请上传 MP4、MOV、MKV 或 WebM 视频。", timeout=T
+    )
+    page.locator("#lang-toggle-top").click()
+    expect(page.locator(".attachment.error .att-error")).to_contain_text("'notes.mp4' is not a video file", timeout=T)
+    assert not page.errors, page.errors
+
+
 def test_progress_before_the_first_word(new_page, serve, clip, tmp_path):
     """Stages (reading the video, looking at its frames, reading the conversation, writing) are shown with the
     time elapsed before the first token, in Chinese and English; the answer then says what the model read."""

@@ -86,3 +86,20 @@ def test_errors_inside_a_streamed_answer_in_chinese(make_user, echo_engine, monk
     answers = [m for m in a.get(f"/api/conversations/{cid}", headers=ZH).json()["messages"] if m["role"] == "assistant"]
     assert answers[0]["timings"]["error"] == "视频“clip.mp4”无法读取（ValueError），请重新导出为 H.264 MP4 后再试。"
     assert answers[2]["timings"]["error"] == "模型未能回答（RuntimeError），请重试或换一个模型。"
+    # ...and, for the page to follow a later language switch, every language beside it
+    both = {"en": "the video clip.mp4 cannot be read (ValueError).", "zh": answers[0]["timings"]["error"]}
+    assert answers[0]["timings"]["error_i18n"] == both
+    assert (
+        ev["error"][0]["detail_i18n"]["en"]
+        == "the model failed to answer (RuntimeError); try again or pick another model."
+    )
+
+
+def test_page_errors_carry_every_language_api_errors_keep_their_shape(client):
+    wrong = {"email": "nobody@example.org", "password": "wrong password"}
+    r = client.post("/api/auth/login", json=wrong, headers=ZH)
+    assert r.json() == {
+        "detail": "邮箱或密码错误。",
+        "detail_i18n": {"en": "wrong e-mail or password.", "zh": "邮箱或密码错误。"},
+    }
+    assert client.post("/api/auth/login", json=wrong).json() == {"detail": "wrong e-mail or password."}

@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmeta.errors import UserError
-from vmeta.web.error_text import localize_for
+from vmeta.web.error_text import error_body
 
 STATIC_DIR = Path(__file__).with_name("static")
 LANGUAGES: tuple[str, ...] = ("zh", "en")
@@ -201,8 +201,8 @@ def install_error_handlers(app: FastAPI, status_for: dict[type[Exception], int] 
     (most specific first); other UserErrors are 400."""
     table = dict(status_for or {})
 
-    def said(request: Request, detail: str) -> dict[str, str]:
-        return {"detail": localize_for(request, detail)}
+    def said(request: Request, detail: str) -> dict[str, Any]:
+        return error_body(request, detail)
 
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         status = next((code for cls, code in table.items() if isinstance(exc, cls)), 400)

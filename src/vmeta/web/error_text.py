@@ -104,3 +104,18 @@ def localize(detail: str, lang: str | None) -> str:
 def localize_for(request: Any, detail: str) -> str:
     """`detail` in the language the request asks for (`X-Vmeta-Lang`), English without the header."""
     return localize(detail, request.headers.get(LANG_HEADER))
+
+
+def translations(detail: str) -> dict[str, str]:
+    """`detail` in every language the pages offer: a page shows an error it got earlier again in the language
+    the person switches to later (the server's sentence cannot be translated back in the browser)."""
+    return {"en": detail, **{lang: localize(detail, lang) for lang in _TABLES}}
+
+
+def error_body(request: Any, detail: str) -> dict[str, Any]:
+    """`{"detail": sentence}` in the request's language; a page's request (it sends `X-Vmeta-Lang`) also gets
+    `detail_i18n`, the sentence in every language. API clients get the plain `{"detail"}` shape."""
+    body: dict[str, Any] = {"detail": localize_for(request, detail)}
+    if request.headers.get(LANG_HEADER):
+        body["detail_i18n"] = translations(detail)
+    return body

@@ -33,7 +33,7 @@ from vmeta.serve import schemas
 from vmeta.serve.deps import DB, Caller, CurrentUser, InferenceEngine, ServeState, State, in_db
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Stage, Token
 from vmeta.serve.tables import Conversation, Message, Upload, Usage, utcnow
-from vmeta.web.error_text import localize_for
+from vmeta.web.error_text import LANG_HEADER, error_body, localize_for, translations
 
 router = APIRouter(tags=["conversations"])
 
@@ -204,7 +204,10 @@ async def get_conversation(conversation_id: str, request: Request) -> Response:
     out = await in_db(request, conversation_detail, conversation_id)
     for m in out["messages"]:  # a failed answer's stored (English) error, in the page's language
         if m["timings"].get("error"):
-            m["timings"]["error"] = localize_for(request, m["timings"]["error"])
+            english = m["timings"]["error"]
+            m["timings"]["error"] = localize_for(request, english)
+            if request.headers.get(LANG_HEADER):  # the page: every language, to follow a later switch
+                m["timings"]["error_i18n"] = translations(english)
     return _json(out)
 
 
@@ -423,7 +426,7 @@ def post_message(
             stored = True
             if error:
                 # stored in English (above); sent in the page's language
-                yield sse("error", {"detail": localize_for(http, error), "message_id": msg_id})
+                yield sse("error", {**error_body(http, error), "message_id": msg_id})
             else:
                 yield sse("done", _done_payload(msg_id, model, done, t0, first_at, end))
         finally:

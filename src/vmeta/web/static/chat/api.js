@@ -15,13 +15,15 @@ export function hasSessionCookie() {
   return document.cookie.split(";").some((c) => c.trim().startsWith("vmeta_csrf="));
 }
 
+/** `i18n`: the server's sentence in every language ({en, zh}), so a shown error can follow a language switch. */
 export class ApiError extends Error {
-  constructor(status, detail) { super(detail); this.status = status; this.detail = detail; }
+  constructor(status, detail, i18n = null) { super(detail); this.status = status; this.detail = detail; this.i18n = i18n; }
 }
 
-async function detailOf(res) {
+async function errorOf(res) {
   const data = await res.json().catch(() => null);
-  return (data && typeof data.detail === "string" && data.detail) || `HTTP ${res.status}`;
+  const detail = (data && typeof data.detail === "string" && data.detail) || `HTTP ${res.status}`;
+  return new ApiError(res.status, detail, data?.detail_i18n || null);
 }
 
 function headers(method, extra = {}) {
@@ -44,7 +46,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, null);
   }
-  if (!res.ok) throw new ApiError(res.status, await detailOf(res));
+  if (!res.ok) throw await errorOf(res);
   if (res.status === 204) return null;
   return res.json();
 }
@@ -64,7 +66,7 @@ export function uploadFile(path, file, onProgress) {
       let data = null;
       try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) resolve(data);
-      else reject(new ApiError(xhr.status, (data && data.detail) || `HTTP ${xhr.status}`));
+      else reject(new ApiError(xhr.status, (data && data.detail) || `HTTP ${xhr.status}`, data?.detail_i18n || null));
     };
     xhr.onerror = () => reject(new ApiError(0, null));
     xhr.onabort = () => reject(new DOMException("aborted", "AbortError"));
@@ -110,7 +112,7 @@ export async function streamPost(path, body, onEvent, signal) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, null);
   }
-  if (!res.ok) throw new ApiError(res.status, await detailOf(res));
+  if (!res.ok) throw await errorOf(res);
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

@@ -121,8 +121,8 @@ async function submitAuth(kind) {
   const email = form.querySelector("[name=email]").value.trim();
   const password = form.querySelector("[name=password]").value;
   const errorBox = `${kind}-error`;
-  if (!email || !password) return formError(errorBox, t("chat.fill_in"));
-  if (kind === "register" && password.length < 8) return formError(errorBox, t("chat.password_short"));
+  if (!email || !password) return formError(errorBox, () => t("chat.fill_in"));
+  if (kind === "register" && password.length < 8) return formError(errorBox, () => t("chat.password_short"));
   formError(errorBox, null);
   const button = $(`${kind}-submit`);
   button.disabled = true;
@@ -132,7 +132,7 @@ async function submitAuth(kind) {
     form.reset();
     await enterApp(me);
   } catch (err) {
-    formError(errorBox, errorText(err));
+    formError(errorBox, err);
   } finally {
     button.disabled = false;
   }
@@ -152,8 +152,8 @@ async function startGuest() {
 async function upgradeGuest() {
   const email = $("upgrade-email").value.trim();
   const password = $("upgrade-password").value;
-  if (!email || !password) return formError("upgrade-error", t("chat.fill_in"));
-  if (password.length < 8) return formError("upgrade-error", t("chat.password_short"));
+  if (!email || !password) return formError("upgrade-error", () => t("chat.fill_in"));
+  if (password.length < 8) return formError("upgrade-error", () => t("chat.password_short"));
   $("upgrade-submit").disabled = true;
   try {
     const me = await api("/api/auth/register", { method: "POST", body: { email, password } });
@@ -165,7 +165,7 @@ async function upgradeGuest() {
     formError("upgrade-error", null);
     toast(t("chat.registered_kept"));
   } catch (err) {
-    if (!handleAuthLoss(err)) formError("upgrade-error", errorText(err));
+    if (!handleAuthLoss(err)) formError("upgrade-error", err);
   } finally {
     $("upgrade-submit").disabled = false;
   }
@@ -181,9 +181,9 @@ async function logout() {
 async function changePassword() {
   const current = $("pw-current").value;
   const next = $("pw-new").value;
-  if (!current || !next) return formError("password-error", t("chat.fill_in"));
-  if (next.length < 8) return formError("password-error", t("chat.password_short"));
-  if (next !== $("pw-repeat").value) return formError("password-error", t("chat.password_mismatch"));
+  if (!current || !next) return formError("password-error", () => t("chat.fill_in"));
+  if (next.length < 8) return formError("password-error", () => t("chat.password_short"));
+  if (next !== $("pw-repeat").value) return formError("password-error", () => t("chat.password_mismatch"));
   try {
     await api("/api/auth/password", { method: "POST", body: { current_password: current, new_password: next } });
     $("dlg-password").close();
@@ -191,7 +191,7 @@ async function changePassword() {
     formError("password-error", null);
     toast(t("chat.password_changed"));
   } catch (err) {
-    if (!handleAuthLoss(err)) formError("password-error", errorText(err));
+    if (!handleAuthLoss(err)) formError("password-error", err);
   }
 }
 
@@ -513,7 +513,7 @@ function decorate(node) {
   const slot = node.querySelector(".notice-slot");
   slot.replaceChildren();
   if (m.status === "error") {
-    slot.append(el("div", "notice bad answer-notice", `${t("chat.answer_error")}${m.timings?.error || m.error || ""}`));
+    slot.append(el("div", "notice bad answer-notice", `${t("chat.answer_error")}${errorText(m.error || { detail: m.timings?.error, i18n: m.timings?.error_i18n })}`));
   } else if (m.status === "interrupted") {
     slot.append(el("div", "notice answer-notice", m.networkLost ? t("chat.answer_lost") : t("chat.answer_interrupted")));
   }
@@ -666,7 +666,7 @@ async function send() {
       Object.assign(asst, data, { id: data.message_id, status: "complete" });
       decorate(node);
     } else if (event === "error") {
-      Object.assign(asst, { id: data.message_id, status: "error", error: data.detail });
+      Object.assign(asst, { id: data.message_id, status: "error", error: { detail: data.detail, i18n: data.detail_i18n } });
       decorate(node);
     }
   };
@@ -679,7 +679,7 @@ async function send() {
     } else if (handleAuthLoss(err)) {
       return;
     } else if (!started) {
-      Object.assign(asst, { status: "error", error: errorText(err) });
+      Object.assign(asst, { status: "error", error: err });
       if (!$("input").value) { $("input").value = text; autosize(); }
     } else {
       Object.assign(asst, { status: "interrupted", networkLost: true });
@@ -722,7 +722,7 @@ function addFiles(files) {
     }).catch((err) => {
       if (err.name === "AbortError") return;
       if (handleAuthLoss(err)) return;
-      Object.assign(a, { status: "error", error: errorText(err) });
+      Object.assign(a, { status: "error", error: err }); // drawn by errorText: follows the language
     }).finally(() => { renderAttachments(); updateSendState(); });
   }
   renderAttachments();
@@ -762,7 +762,7 @@ function renderAttachments() {
     } else if (a.status === "done") {
       info.append(el("span", "att-status small ok", t("chat.uploaded")));
     } else {
-      info.append(el("span", "att-error small", a.error));
+      info.append(el("span", "att-error small", errorText(a.error)));
     }
     const remove = el("button", "icon-btn att-remove", "✕");
     remove.type = "button";

@@ -90,15 +90,23 @@ export function promptDialog(value) {
   });
 }
 
-/** Put an error text into a form's error box (or hide it with null). */
-export function formError(id, text) {
+/** Put an error into a form's error box (or hide it with null): a text, an ApiError, or a function giving the
+ *  text. Errors and functions are drawn again when the language changes. */
+export function formError(id, what) {
   const box = $(id);
+  box._error = what && typeof what !== "string" ? what : null;
+  const text = !what || typeof what === "string" ? what : typeof what === "function" ? what() : errorText(what);
   box.textContent = text || "";
   show(box, Boolean(text));
 }
 
-/** The text to show for an ApiError: the server's sentence, or the network notice. */
+document.addEventListener("vmeta:language", () => {
+  for (const box of document.querySelectorAll(".form-error")) if (box._error) formError(box.id, box._error);
+});
+
+/** The text to show for an ApiError (or {detail, i18n}): the server's sentence in the page's current language
+ *  when the server sent every language, else as sent; or the network notice. */
 export function errorText(err) {
   if (err && err.status === 0) return t("common.network_error");
-  return (err && (err.detail || err.message)) || t("common.error");
+  return (err && (err.i18n?.[currentLanguage()] || err.detail || err.message)) || t("common.error");
 }
