@@ -7,8 +7,9 @@ from datetime import timedelta
 from serve_helpers import PASSWORD, UserClient
 from sqlalchemy import select
 
+from vmeta.serve import crud
 from vmeta.serve.guests import cleanup_expired
-from vmeta.serve.tables import Conversation, User, utcnow
+from vmeta.serve.tables import Conversation, utcnow
 
 
 def test_register_login_logout_me(app, client, make_user):
@@ -91,10 +92,10 @@ def test_guest_cleanup_removes_expired_guests_and_files(app, make_user, small_cl
     assert any(stored.iterdir())
     assert cleanup_expired(state) == 0  # not expired yet
     with state.sessions.begin() as db:
-        db.get(User, g.user_id).guest_expires_at = utcnow() - timedelta(seconds=1)
+        crud.get_user(db, g.user_id).guest_expires_at = utcnow() - timedelta(seconds=1)
     assert cleanup_expired(state) == 1
     with state.sessions() as db:
-        assert db.get(User, g.user_id) is None
+        assert crud.get_user(db, g.user_id) is None
         assert db.scalar(select(Conversation).where(Conversation.id == cid)) is None
     assert not stored.exists()
     assert g.get(f"/api/uploads/{up['id']}").status_code == 401

@@ -8,9 +8,8 @@ import re
 import pytest
 from fastapi.routing import APIRoute
 from serve_helpers import PASSWORD
-from sqlalchemy import select
 
-from vmeta.serve.tables import User
+from vmeta.serve import crud
 
 # Request bodies that pass validation, so the ownership check (not the body) decides the answer.
 BODY = {"title": "renamed", "text": "hello", "disabled": False, "name": "x"}
@@ -130,7 +129,7 @@ def test_csrf_less_cookie_posts_are_refused(make_user):
 def test_passwords_only_as_argon2id(app, make_user, settings):
     a = make_user("hashme@example.org")
     with app.state.vmeta.sessions() as db:
-        user = db.scalar(select(User).where(User.email == "hashme@example.org"))
+        user = crud.user_by_email(db, "hashme@example.org")
         assert user.password_hash.startswith("$argon2id$")
         assert PASSWORD not in user.password_hash
     if app.state.db_engine.dialect.name == "sqlite":

@@ -206,24 +206,22 @@ def admin_create(
     password: Annotated[str | None, typer.Option("--password", help="Default: asked for (hidden).")] = None,
 ) -> None:
     """Create an administrator, or make an existing account one (its password is replaced when given)."""
-    from sqlalchemy import select
-
+    from vmeta.serve import crud
     from vmeta.serve.security import password_hasher
-    from vmeta.serve.tables import User
 
     settings, dbmod, engine = _db()
     dbmod.upgrade(engine)
     email = email.strip().lower()
     with dbmod.session_scope(dbmod.make_sessionmaker(engine)) as db:
-        user = db.scalar(select(User).where(User.email == email))
+        user = crud.user_by_email(db, email)
         if user is None:
-            user = User(email=email, password_hash=password_hasher(settings).hash(_password(password)), is_admin=True)
-            db.add(user)
+            crud.create_user(
+                db, email=email, password_hash=password_hasher(settings).hash(_password(password)), is_admin=True
+            )
             what = "created"
         else:
-            user.is_admin, user.disabled = True, False
-            if password is not None:
-                user.password_hash = password_hasher(settings).hash(_password(password))
+            new_hash = password_hasher(settings).hash(_password(password)) if password is not None else None
+            crud.make_admin(user, new_hash)
             what = "promoted"
     console.print(f"{email}: administrator ({what})", highlight=False)
 
@@ -234,17 +232,13 @@ def token_create(
     name: Annotated[str, typer.Option("--name", help="A label shown in the token list.")] = "cli",
 ) -> None:
     """Print a new API token for ACCOUNT (shown once; only its hash is stored)."""
-    from sqlalchemy import select
-
-    from vmeta.serve.security import API_TOKEN_PREFIX, hash_token, new_token
-    from vmeta.serve.tables import ApiToken, User
+    from vmeta.serve import crud
 
     _, dbmod, engine = _db()
     dbmod.upgrade(engine)
     with dbmod.session_scope(dbmod.make_sessionmaker(engine)) as db:
-        user = db.scalar(select(User).where(User.email == email.strip().lower()))
+        user = crud.user_by_email(db, email.strip().lower())
         if user is None:
             raise UserError(f"no account '{email}'; register on the page or run `vmeta serve admin create {email}`.")
-        token = new_token(API_TOKEN_PREFIX)
-        db.add(ApiToken(user_id=user.id, name=name, prefix=token[:10], token_hash=hash_token(token)))
+        _, token = crud.create_api_token(db, user.id, name)
     print(token)

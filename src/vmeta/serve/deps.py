@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vmeta.config import Settings
+from vmeta.serve.db import session_scope
 from vmeta.serve.engine_api import Engine
 from vmeta.serve.security import (
     API_TOKEN_PREFIX,
@@ -80,13 +81,9 @@ State = Annotated[ServeState, Depends(get_state)]
 
 
 def get_db(state: State) -> Iterator[Session]:
-    with state.sessions() as db:
-        try:
-            yield db
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
+    """The request's session: `db.session_scope` (commit on success, roll back on error)."""
+    with session_scope(state.sessions) as db:
+        yield db
 
 
 # scope="function": commit before the response is sent. (With the default scope the commit would run after

@@ -10,6 +10,7 @@ import shutil
 
 from sqlalchemy import delete, select
 
+from vmeta.serve.db import session_scope
 from vmeta.serve.deps import ServeState
 from vmeta.serve.security import prune_login_attempts
 from vmeta.serve.tables import AuthSession, User, utcnow
@@ -20,7 +21,7 @@ log = logging.getLogger("vmeta.serve")
 def cleanup_expired(state: ServeState) -> int:
     """Delete expired guests and their files, expired sessions and old login attempts. Returns guests removed."""
     now = utcnow()
-    with state.sessions.begin() as db:
+    with session_scope(state.sessions) as db:
         ids = list(db.scalars(select(User.id).where(User.is_guest.is_(True), User.guest_expires_at < now)))
         if ids:
             db.execute(delete(User).where(User.id.in_(ids)))

@@ -5,15 +5,13 @@ of /api/auth/me, /api/auth/login, /api/auth/register and /api/guest and in the r
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vmeta.serve import schemas
+from vmeta.serve import crud, schemas
 from vmeta.serve.deps import (
     DB,
     CurrentPrincipal,
@@ -25,17 +23,14 @@ from vmeta.serve.deps import (
     client_ip,
 )
 from vmeta.serve.security import (
-    API_TOKEN_PREFIX,
     CSRF_COOKIE,
     SESSION_COOKIE,
     LoginThrottled,
     check_login_allowed,
     dummy_hash,
-    hash_token,
-    new_token,
     record_login,
 )
-from vmeta.serve.tables import ApiToken, AuthSession, User, utcnow
+from vmeta.serve.tables import ApiToken, AuthSession, User
 from vmeta.web.common import same_origin
 
 router = APIRouter(tags=["accounts"])
@@ -59,17 +54,10 @@ def me_out(user: User, csrf: str | None) -> schemas.MeOut:
 
 
 def start_session(db: Session, state: ServeState, user: User, response: Response) -> AuthSession:
-    token = new_token()
     ttl = state.settings.session_ttl_s
     if user.is_guest and user.guest_expires_at:
         ttl = min(ttl, state.settings.guest_ttl_s)
-    sess = AuthSession(
-        user_id=user.id,
-        token_hash=hash_token(token),
-        csrf_token=new_token(),
-        expires_at=utcnow() + timedelta(seconds=ttl),
-    )
-    db.add(sess)
+    sess, token = crud.create_session(db, user, ttl)
     secure = state.settings.cookie_secure
     response.set_cookie(SESSION_COOKIE, token, max_age=ttl, httponly=True, samesite="lax", secure=secure, path="/")
     response.set_cookie(
@@ -95,20 +83,15 @@ def register(
     caller = principal.user if principal else None
     if not settings.registration_open and not (caller and caller.is_admin):
         raise HTTPException(403, "registration is closed on this server; ask an administrator for an account.")
-    if db.scalar(select(User.id).where(User.email == body.email)):
+    if crud.email_taken(db, body.email):
         raise HTTPException(409, f"'{body.email}' is already registered; log in instead.")
-    has_admin = db.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True))) > 0
-    make_admin = not has_admin or body.email in {e.strip().lower() for e in settings.admin_emails}
+    make_admin = not crud.has_admin(db) or body.email in {e.strip().lower() for e in settings.admin_emails}
     pw_hash = state.hasher.hash(body.password)
     if caller is not None and caller.is_guest:
-        user = caller
-        user.email, user.password_hash, user.name = body.email, pw_hash, body.name or user.name
-        user.is_guest, user.guest_expires_at = False, None
-        user.is_admin = user.is_admin or make_admin
+        user = crud.upgrade_guest(caller, email=body.email, password_hash=pw_hash, name=body.name, is_admin=make_admin)
         end_session(db, principal, response)  # rotate the session on privilege change
     else:
-        user = User(email=body.email, password_hash=pw_hash, name=body.name, is_admin=make_admin)
-        db.add(user)
+        user = crud.create_user(db, email=body.email, password_hash=pw_hash, name=body.name, is_admin=make_admin)
     try:
         db.flush()
     except IntegrityError:
@@ -134,7 +117,7 @@ def login(
             f"too many wrong passwords for {who}; wait {exc.retry_after} s and try again.",
             headers={"Retry-After": str(exc.retry_after)},
         ) from None
-    user = db.scalar(select(User).where(User.email == body.email, User.is_guest.is_(False)))
+    user = crud.user_by_email(db, body.email, registered=True)
     if user is None or not user.password_hash:
         state.hasher.verify(body.password, dummy_hash(state.hasher))
         ok, new_hash = False, None
@@ -177,9 +160,8 @@ def change_password(
     """Change the password; every other session of the account is logged out."""
     if not user.password_hash or not state.hasher.verify(body.current_password, user.password_hash):
         raise HTTPException(400, "the current password is wrong.")
-    user.password_hash = state.hasher.hash(body.new_password)
     keep = principal.session.id if principal.session else None
-    db.query(AuthSession).filter(AuthSession.user_id == user.id, AuthSession.id != keep).delete()
+    crud.set_password(db, user, state.hasher.hash(body.new_password), keep)
     response.status_code = 204
     return response
 
@@ -202,9 +184,7 @@ def start_guest(
             headers={"Retry-After": str(retry)},
         )
     state.guest_starts[ip] = [*hits, now]
-    user = User(is_guest=True, name="", guest_expires_at=utcnow() + timedelta(seconds=state.settings.guest_ttl_s))
-    db.add(user)
-    db.flush()
+    user = crud.create_guest(db, state.settings.guest_ttl_s)
     sess = start_session(db, state, user, response)
     return me_out(user, sess.csrf_token)
 
@@ -213,21 +193,18 @@ def start_guest(
 @router.post("/api/tokens", response_model=schemas.TokenCreated, status_code=201, tags=["tokens"])
 def create_token(body: schemas.TokenIn, db: DB, user: RegisteredUser) -> schemas.TokenCreated:
     """Create a bearer token for API clients (`Authorization: Bearer vmt_…`). Shown once; stored hashed."""
-    token = new_token(API_TOKEN_PREFIX)
-    row = ApiToken(user_id=user.id, name=body.name, prefix=token[:10], token_hash=hash_token(token))
-    db.add(row)
-    db.flush()
+    row, token = crud.create_api_token(db, user.id, body.name)
     return schemas.TokenCreated(**schemas.TokenOut.model_validate(row).model_dump(), token=token)
 
 
 @router.get("/api/tokens", response_model=list[schemas.TokenOut], tags=["tokens"])
 def list_tokens(db: DB, user: RegisteredUser) -> list[ApiToken]:
-    return list(db.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)))
+    return crud.list_api_tokens(db, user.id)
 
 
 @router.delete("/api/tokens/{token_id}", status_code=204, tags=["tokens"])
 def delete_token(token_id: str, db: DB, user: RegisteredUser) -> Response:
-    row = db.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))
+    row = crud.owned_api_token(db, user.id, token_id)
     if row is None:
         raise HTTPException(404, "no such token.")
     db.delete(row)

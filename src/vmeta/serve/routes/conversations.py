@@ -29,10 +29,11 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from vmeta.serve import schemas
+from vmeta.serve import crud, schemas
+from vmeta.serve.db import session_scope
 from vmeta.serve.deps import DB, Caller, CurrentUser, InferenceEngine, ServeState, State, in_db
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Queued, Stage, Token
-from vmeta.serve.tables import Conversation, Message, Upload, Usage, utcnow
+from vmeta.serve.tables import Conversation, Message, utcnow
 from vmeta.web.error_text import LANG_HEADER, error_body, localize_for, translations
 
 router = APIRouter(tags=["conversations"])
@@ -60,7 +61,8 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 def owned_conversation(db: Session, user_id: str, conversation_id: str) -> Conversation:
-    conv = db.scalar(select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id))
+    """The caller's conversation, else 404."""
+    conv = crud.owned_conversation(db, user_id, conversation_id)
     if conv is None:
         raise HTTPException(404, "no such conversation.")
     return conv
@@ -192,10 +194,7 @@ def conversation_detail(db: Session, user: Caller, conversation_id: str) -> dict
 
 @router.post("/api/conversations", response_model=schemas.ConversationOut, status_code=201)
 def create_conversation(body: schemas.ConversationIn, db: DB, user: CurrentUser) -> Conversation:
-    conv = Conversation(user_id=user.id, title=body.title.strip())
-    db.add(conv)
-    db.flush()
-    return conv
+    return crud.create_conversation(db, user.id, body.title)
 
 
 @router.get("/api/conversations/{conversation_id}", response_model=schemas.ConversationDetail)
@@ -236,7 +235,7 @@ def forget_read_ahead(state: ServeState, tag: str) -> None:
 
 @router.get("/api/messages/{message_id}", response_model=schemas.MessageOut)
 def get_message(message_id: str, db: DB, user: CurrentUser) -> Message:
-    msg = db.scalar(select(Message).where(Message.id == message_id, Message.user_id == user.id))
+    msg = crud.owned_message(db, user.id, message_id)
     if msg is None:
         raise HTTPException(404, "no such message.")
     return msg
@@ -296,11 +295,7 @@ def export_conversation(
 def engine_messages(db: Session, state: ServeState, user_id: str, history: list[Message]) -> list[dict[str, Any]]:
     """OpenAI-style messages for the engine: previous turns with their videos as local file paths."""
     ids = {p["upload_id"] for m in history for p in (m.parts or []) if p.get("upload_id")}
-    uploads = (
-        {u.id: u for u in db.scalars(select(Upload).where(Upload.user_id == user_id, Upload.id.in_(ids)))}
-        if ids
-        else {}
-    )
+    uploads = crud.uploads_by_id(db, user_id, ids)
     out: list[dict[str, Any]] = []
     for m in history:
         if m.role == "assistant" and (m.status == "error" or not m.content):
@@ -366,20 +361,12 @@ def post_message(
     model = pick_model(state, body.model)
     parts: list[dict[str, Any]] = []
     for uid in dict.fromkeys(body.upload_ids):
-        up = db.scalar(select(Upload).where(Upload.id == uid, Upload.user_id == user.id))
+        up = crud.owned_upload(db, user.id, uid)
         if up is None:
             raise HTTPException(404, f"no upload '{uid[:40]}'; upload the video again.")
         parts.append({"type": "video", "upload_id": up.id, "filename": up.filename})
-    history = list(conv.messages)
-    seq = (max(m.seq for m in history) if history else 0) + 1
-    user_msg = Message(
-        conversation_id=conv.id, user_id=user.id, seq=seq, role="user", content=text, parts=parts, model=model
-    )
-    db.add(user_msg)
-    if not conv.title:
-        conv.title = (text.strip().splitlines()[0][:60] if text.strip() else (parts[0]["filename"] or "video"))[:200]
-    conv.updated_at = utcnow()
-    db.flush()
+    user_msg, history = crud.add_user_message(db, conv, user.id, text, parts, model)
+    seq = user_msg.seq
     messages = engine_messages(db, state, user.id, [*history, user_msg])
     db.commit()
     request = ChatRequest(
@@ -502,16 +489,13 @@ def _store_answer(
     timings.update({k: payload[k] for k in ("frames", "visual_tokens", "cached_tokens") if payload[k] is not None})
     if error:
         timings["error"] = error
-    with state.sessions.begin() as db:
-        if db.get(Conversation, conv_id) is None:  # deleted meanwhile
-            return ""
-        msg = Message(
-            conversation_id=conv_id,
-            user_id=user_id,
-            seq=seq,
-            role="assistant",
+    with session_scope(state.sessions) as db:
+        msg = crud.add_answer(
+            db,
+            conv_id,
+            user_id,
+            seq,
             content="".join(pieces),
-            parts=[],
             model=model,
             base_model=done.model if done else None,
             adapter=done.adapter if done else None,
@@ -522,24 +506,7 @@ def _store_answer(
             completion_tokens=done.completion_tokens if done else len(pieces),
             timings=timings,
         )
-        db.add(msg)
-        conv = db.get(Conversation, conv_id)
-        conv.updated_at = utcnow()
-        db.add(
-            Usage(
-                user_id=user_id,
-                source="chat",
-                model=model,
-                adapter=msg.adapter,
-                status=status,
-                prompt_tokens=msg.prompt_tokens or 0,
-                completion_tokens=msg.completion_tokens or 0,
-                ttft_ms=msg.ttft_ms,
-                total_ms=msg.total_ms,
-            )
-        )
-        db.flush()
-        return msg.id
+        return msg.id if msg is not None else ""  # "": the conversation was deleted meanwhile
 
 
 __all__ = ["SSEResponse", "model_ids", "router", "sse"]

@@ -25,14 +25,14 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from vmeta.serve import crud
+from vmeta.serve.db import session_scope
 from vmeta.serve.deps import Principal, ServeState, State, bearer_token, resolve_principal
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Token
 from vmeta.serve.routes.conversations import SSEResponse
 from vmeta.serve.security import API_TOKEN_PREFIX
-from vmeta.serve.tables import Upload, Usage
 from vmeta.serve.uploads import check_video, decode_data_url, reencode_image
 
 router = APIRouter(tags=["openai"])
@@ -143,7 +143,7 @@ class _Resolver:
         if self.user_id is None:
             raise OpenAIError(400, f"{where}: uploaded files need an API token (anonymous requests cannot use them).")
         with self.state.sessions() as db:
-            up = db.scalar(select(Upload).where(Upload.id == upload_id, Upload.user_id == self.user_id))
+            up = crud.owned_upload(db, self.user_id, upload_id)
         if up is None:
             raise OpenAIError(
                 404,
@@ -260,20 +260,19 @@ def _record_usage(
     total_ms: float,
     completion_tokens: int,
 ) -> None:
-    with state.sessions.begin() as db:
-        db.add(
-            Usage(
-                user_id=principal.user.id if principal else None,
-                token_id=principal.token.id if principal and principal.token else None,
-                source="api",
-                model=model,
-                adapter=done.adapter if done else None,
-                status=status,
-                prompt_tokens=done.prompt_tokens if done else 0,
-                completion_tokens=done.completion_tokens if done else completion_tokens,
-                ttft_ms=ttft_ms,
-                total_ms=total_ms,
-            )
+    with session_scope(state.sessions) as db:
+        crud.record_usage(
+            db,
+            user_id=principal.user.id if principal else None,
+            token_id=principal.token.id if principal and principal.token else None,
+            source="api",
+            model=model,
+            adapter=done.adapter if done else None,
+            status=status,
+            prompt_tokens=done.prompt_tokens if done else 0,
+            completion_tokens=done.completion_tokens if done else completion_tokens,
+            ttft_ms=ttft_ms,
+            total_ms=total_ms,
         )
 
 

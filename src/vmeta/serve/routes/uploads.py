@@ -4,13 +4,13 @@ Everything is filtered by owner; another user's id is 404."""
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from vmeta.serve import schemas
+from vmeta.serve import crud, schemas
+from vmeta.serve.db import session_scope
 from vmeta.serve.deps import DB, CurrentUser, ServeState, State
 from vmeta.serve.routes.conversations import engine_messages, forget_read_ahead
-from vmeta.serve.tables import Conversation, Upload
+from vmeta.serve.tables import Upload
 from vmeta.serve.uploads import check_video, random_name, receive_file, video_extension, video_media_type
 from vmeta.web.common import file_response
 
@@ -24,7 +24,8 @@ def upload_out(row: Upload) -> schemas.UploadOut:
 
 
 def owned_upload(db, user_id: str, upload_id: str) -> Upload:
-    row = db.scalar(select(Upload).where(Upload.id == upload_id, Upload.user_id == user_id))
+    """The caller's upload, else 404."""
+    row = crud.owned_upload(db, user_id, upload_id)
     if row is None:
         raise HTTPException(404, f"no upload '{upload_id[:40]}'; upload the video again.")
     return row
@@ -42,9 +43,10 @@ def store_video_file(state, user_id: str, path, filename: str):
     dest = state.uploads_dir / user_id / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     path.replace(dest)
-    with state.sessions.begin() as db:
-        row = Upload(
-            user_id=user_id,
+    with session_scope(state.sessions) as db:
+        row = crud.add_upload(
+            db,
+            user_id,
             filename=filename,
             stored_name=name,
             media_type=video_media_type(ext),
@@ -54,7 +56,6 @@ def store_video_file(state, user_id: str, path, filename: str):
             height=meta.display_height or meta.height,
             meta=meta.model_dump(mode="json", exclude={"mtime"}),
         )
-        db.add(row)
     return row
 
 
@@ -90,9 +91,7 @@ def _read_ahead(state: ServeState, user_id: str, row: Upload, model: str, conver
     with state.sessions() as db:
         conv = None
         if conversation_id:
-            conv = db.scalar(
-                select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
-            )
+            conv = crud.owned_conversation(db, user_id, conversation_id)
         messages = engine_messages(db, state, user_id, list(conv.messages) if conv is not None else [])
     video = str(state.uploads_dir / user_id / row.stored_name)
     messages.append({"role": "user", "content": [{"type": "video", "video": video}]})
@@ -101,8 +100,7 @@ def _read_ahead(state: ServeState, user_id: str, row: Upload, model: str, conver
 
 @router.get("/api/uploads", response_model=list[schemas.UploadOut])
 def list_uploads(db: DB, user: CurrentUser) -> list[schemas.UploadOut]:
-    rows = db.scalars(select(Upload).where(Upload.user_id == user.id).order_by(Upload.created_at.desc()))
-    return [upload_out(r) for r in rows]
+    return [upload_out(r) for r in crud.list_uploads(db, user.id)]
 
 
 @router.get("/api/uploads/{upload_id}/info", response_model=schemas.UploadOut)

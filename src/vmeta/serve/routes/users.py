@@ -7,7 +7,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from vmeta.serve import schemas
+from vmeta.serve import crud, schemas
+from vmeta.serve.db import session_scope
 from vmeta.serve.deps import DB, CurrentUser, State
 from vmeta.serve.routes.auth import me_out
 from vmeta.serve.tables import Avatar
@@ -41,7 +42,7 @@ async def upload_avatar(request: Request, state: State, user: CurrentUser) -> sc
         received.path.unlink(missing_ok=True)
 
     def save() -> str:
-        with state.sessions.begin() as db:
+        with session_scope(state.sessions) as db:
             old = list(db.scalars(select(Avatar).where(Avatar.user_id == user.id)))
             av = Avatar(user_id=user.id, stored_name=name, media_type="image/png")
             db.add(av)
@@ -49,9 +50,7 @@ async def upload_avatar(request: Request, state: State, user: CurrentUser) -> sc
             for o in old:
                 (user_dir / o.stored_name).unlink(missing_ok=True)
                 db.delete(o)
-            from vmeta.serve.tables import User
-
-            db.get(User, user.id).avatar_id = av.id
+            crud.get_user(db, user.id).avatar_id = av.id
             return av.id
 
     avatar_id = await run_in_threadpool(save)
