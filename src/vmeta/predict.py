@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vmeta import runs
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
-from vmeta.jsonio import append_jsonl, iter_jsonl, read_json, write_json
+from vmeta.jsonio import append_jsonl, iter_jsonl, write_json
 from vmeta.models.generate import GenerationSettings, Result, frame_settings_for, generate_batch
 from vmeta.video.sampling import FrameSettings
 
@@ -400,23 +401,20 @@ def predict(
 def _run_inputs(run: Path | None) -> dict[str, Any]:
     """The prompt and frame settings a training run recorded in its run.json (what its model was trained to see);
     empty without --run or without them (a bare adapter folder, a merged export)."""
-    path = Path(run).expanduser() / "run.json" if run is not None else None
-    if path is None or not path.is_file():
+    if run is None:
         return {}
-    info = read_json(path)
+    manifest = runs.read_run(Path(run).expanduser())
+    if manifest is None:
+        return {}
     out: dict[str, Any] = {}
-    if not isinstance(info, dict):
-        return out
-    if isinstance(info.get("prompt"), str) and info["prompt"].strip():
-        out["prompt"] = info["prompt"]
-    if isinstance(info.get("frames"), dict):
-        try:
-            out["frames"] = FrameSettings.from_dict(info["frames"])
-        except (TypeError, ValueError) as exc:
-            raise UserError(
-                f"{path}: its frame settings cannot be used ({exc}); fix 'frames' there, or predict with --model "
-                "and --adapter instead of --run."
-            ) from None
+    if manifest.prompt and manifest.prompt.strip():
+        out["prompt"] = manifest.prompt
+    try:
+        frames = manifest.frame_settings(runs.run_json(Path(run).expanduser()))
+    except UserError as exc:
+        raise UserError(f"{exc} Or predict with --model and --adapter instead of --run.") from None
+    if frames is not None:
+        out["frames"] = frames
     return out
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmeta import runs
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
 from vmeta.export.shard import (
@@ -32,10 +33,10 @@ from vmeta.export.shard import (
     plan_shard_size,
     verify_shards,
 )
+from vmeta.train.methods import METHODS
 
-ADAPTER_METHODS = ("lora", "loraplus", "dora", "rslora", "pissa")
-FULL_METHODS = ("freeze", "galore", "full")
-FINISHED = {"finished", "completed", "complete", "done", "success", "succeeded", "ok"}
+ADAPTER_METHODS = tuple(name for name, spec in METHODS.items() if spec.merges)
+FULL_METHODS = tuple(name for name, spec in METHODS.items() if not spec.merges)
 EXPORT_MANIFEST = "vmeta_export.json"
 DTYPES = {"auto": None, "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "fp32": "float32", "float32": "float32"}  # fmt: skip
@@ -73,8 +74,8 @@ class RunInfo:
     path: Path
     name: str
     method: str
-    run_json: dict[str, Any]
-    config: dict[str, Any]
+    manifest: runs.RunManifest
+    config: dict[str, Any]  # config.yaml: the training config (method parameters for the model card)
     adapter_dir: Path | None
     model_dir: Path | None
     base_name: str | None  # registered name / hub id / folder as the user gave it
@@ -110,35 +111,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: cannot read it as YAML ({exc}).") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _dig(d: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
-
-
-def _first(sources: list[dict], keys: tuple[str, ...]) -> Any:
-    for src in sources:
-        for key in keys:
-            value = _dig(src, key)
-            if value not in (None, "", {}):
-                return value
-    return None
-
-
 def read_run(run_dir: str | Path) -> RunInfo:
     """Describe a finished run folder; a clear error when it is missing, unfinished or holds no weights."""
     path = Path(run_dir).expanduser()
@@ -146,24 +118,20 @@ def read_run(run_dir: str | Path) -> RunInfo:
         raise UserError(f"run folder {path} does not exist; give the folder `vmeta train --out` wrote.")
     if not path.is_dir():
         raise UserError(f"{path} is a file, not a run folder; give the folder `vmeta train --out` wrote.")
-    run_json_path = path / "run.json"
-    if not run_json_path.is_file():
+    manifest = runs.read_run(path)
+    if manifest is None:
         raise UserError(
             f"{path} has no run.json, so it is not a (finished) `vmeta train` run folder. "
             "If training was interrupted, finish it with `vmeta train ... --resume` first."
         )
-    run_json = _read_json(run_json_path)
-    config = _read_yaml(path / "config.yaml")
-    sources = [run_json, config]
-    status = _first(sources, ("status", "state"))
-    if isinstance(status, dict):
-        status = status.get("state") or status.get("status")
-    if status is not None and str(status).lower() not in FINISHED:
+    config = runs.read_config(path)
+    status = manifest.status
+    if status is not None and not manifest.is_finished:
         raise UserError(
             f"run {path} is not finished (run.json status: {status!r}); resume it with "
             f"`vmeta train --config {path / 'config.yaml'} --resume` (or wait for it) before exporting."
         )
-    method = str(_first(sources, ("method", "training.method", "train.method", "finetuning.method")) or "").lower()
+    method = manifest.method or ""
     adapter_dir = path / "adapter" if (path / "adapter" / "adapter_config.json").is_file() else None
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else None
     if adapter_dir is None and model_dir is None:
@@ -176,38 +144,20 @@ def read_run(run_dir: str | Path) -> RunInfo:
             )
     if not method:
         method = "lora" if adapter_dir is not None else "full"
-    base_name = _first(
-        sources,
-        ("base_model.name", "model.name", "model.base", "base_model", "model.name_or_path", "model"),
-    )
-    base_resolved = _first(
-        sources,
-        (
-            "base_model.resolved",
-            "base_model.resolved_id",
-            "base_model.path",
-            "model.resolved",
-            "model.resolved_id",
-            "model.pretrained_id",
-            "model.path",
-            "base_model_resolved",
-            "resolved_model",
-        ),
-    )
+    base_name = manifest.base_name
     if adapter_dir is not None and not base_name:
-        acfg = _read_json(adapter_dir / "adapter_config.json")
-        base_name = acfg.get("base_model_name_or_path")
+        base_name = runs.read_json_object(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
     return RunInfo(
         path=path,
         name=path.resolve().name,
         method=method,
-        run_json=run_json,
+        manifest=manifest,
         config=config,
         adapter_dir=adapter_dir,
         model_dir=model_dir,
         base_name=str(base_name) if isinstance(base_name, str | Path) else None,
-        base_resolved=str(base_resolved) if isinstance(base_resolved, str | Path) else None,
-        status=str(status) if status is not None else None,
+        base_resolved=manifest.base_resolved,
+        status=status,
     )
 
 
@@ -520,8 +470,7 @@ def _manifest(
     report: ShardReport,
     merged: str,
 ) -> dict[str, Any]:
-    rj = info.run_json
-    dataset = _first([rj, info.config], ("dataset", "data"))
+    m = info.manifest
     return {
         "format": "vmeta-export/1",
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -531,14 +480,12 @@ def _manifest(
         "merged_from": merged,
         "base_model": base_label,
         "base_model_path": base_dir,
-        "base_model_hub_id": _first([rj], ("model.hub_id", "base_model.hub_id")),
+        "base_model_hub_id": m.model.hub_id,
         "adapter": str(info.adapter_dir.resolve()) if info.adapter_dir else None,
-        "dataset": dataset if isinstance(dataset, dict) else {"path": dataset} if dataset else None,
-        "dataset_hash": _first(
-            [rj, info.config], ("dataset.hash", "dataset.content_hash", "dataset_hash", "data.hash")
-        ),
-        "prompt_hash": _first([rj], ("prompt.hash", "prompt_hash")),
-        "frames": _first([rj, info.config], ("frames", "frame_settings", "video")),
+        "dataset": m.dataset.model_dump(exclude_none=True) if m.dataset else None,
+        "dataset_hash": m.dataset.content_hash if m.dataset else None,
+        "prompt_hash": m.prompt_hash,
+        "frames": m.frames,
         "dtype": dtype,
         "shard_size": cfg.shard_size,
         "shard_size_bytes": cfg.shard_bytes,
@@ -602,12 +549,12 @@ def _settings_rows(info: RunInfo) -> list[tuple[str, Any]]:
     keys += [("vision tower trained", ("train_vision_tower",)), ("merger trained", ("train_merger",))]
     rows = []
     for label, ks in keys:
-        v = _first([info.config], ks)
+        v = next((x for k in ks if (x := runs.lookup(info.config, k)) is not None), None)
         if v is not None:
             rows.append((label, v))
     for label, key in (("trainable parameters", "trainable_parameters"), ("steps", "global_step"),
                        ("samples/s", "samples_per_s")):  # fmt: skip
-        v = info.run_json.get(key)
+        v = info.manifest.get(key)
         if v is not None:
             rows.append((label, f"{v:,}" if isinstance(v, int) else v))
     return rows

@@ -20,13 +20,13 @@ device, dtype, where it came from). Choices:
 from __future__ import annotations
 
 import gc
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmeta import runs
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
 from vmeta.models.registry import ModelSpec, ResolvedModel, resolve
@@ -41,9 +41,6 @@ _DTYPES = {
     "fp16": "float16",
     "half": "float16",
 }
-
-# Files a run / adapter folder may hold that describe the run (written by `vmeta train`).
-RUN_CONFIG_NAMES = ("run.json", "config.yaml", "run_config.json", "vmeta_run.json")
 
 
 @dataclass
@@ -155,14 +152,6 @@ def pick_dtype(dtype: Any, device: str):  # type: ignore[no-untyped-def]
 # Run folders and adapters
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def find_adapter_dir(folder: Path) -> Path | None:
     """The folder holding ``adapter_config.json``: the folder itself or its ``adapter/`` subfolder."""
     for cand in (folder, folder / "adapter"):
@@ -174,7 +163,7 @@ def find_adapter_dir(folder: Path) -> Path | None:
 def resolve_run(run_dir: str | Path) -> tuple[str, Path | None]:
     """A run folder (or a bare adapter folder) -> (base model name or path, adapter folder or None).
 
-    Reads the run config (``run.json``/...: key ``model`` or ``base_model``) when present, else the adapter's
+    Reads the base model from the run's manifest (``run.json``, :mod:`vmeta.runs`) when present, else the adapter's
     ``base_model_name_or_path``. A folder holding a full model (config.json + weights, e.g. a merged export)
     is returned as the model itself, without adapter.
     """
@@ -182,17 +171,8 @@ def resolve_run(run_dir: str | Path) -> tuple[str, Path | None]:
     if not folder.is_dir():
         raise UserError(f"run folder {folder} does not exist (or is not a folder).")
     adapter = find_adapter_dir(folder)
-    base: str | None = None
-    for name in RUN_CONFIG_NAMES:
-        p = folder / name
-        cfg = _read_json(p) if p.suffix == ".json" else _read_yaml(p)
-        if cfg:
-            model_cfg = cfg.get("model")
-            if isinstance(model_cfg, dict):
-                model_cfg = model_cfg.get("name") or model_cfg.get("name_or_path") or model_cfg.get("base")
-            base = cfg.get("base_model") or model_cfg
-            if base:
-                break
+    manifest = runs.read_run(folder)
+    base = manifest.base_name if manifest is not None else None
     if adapter is None:
         if (folder / "config.json").is_file():
             return str(folder.resolve()), None
@@ -201,26 +181,13 @@ def resolve_run(run_dir: str | Path) -> tuple[str, Path | None]:
             "point --run at a training run folder or --model at a model folder."
         )
     if not base:
-        acfg = _read_json(adapter / "adapter_config.json") or {}
-        base = acfg.get("base_model_name_or_path")
+        base = runs.read_json_object(adapter / "adapter_config.json").get("base_model_name_or_path")
     if not base:
         raise UserError(
             f"{adapter / 'adapter_config.json'}: does not say which base model it belongs to "
             "(base_model_name_or_path); pass --model NAME together with --adapter DIR."
         )
     return str(base), adapter.resolve()
-
-
-def _read_yaml(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        import yaml
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except Exception:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

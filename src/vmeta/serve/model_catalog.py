@@ -21,14 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from vmeta import runs
 from vmeta.config import Settings
+from vmeta.errors import UserError
+from vmeta.runs import RunManifest
 from vmeta.serve.engine_api import ModelInfo
 from vmeta.video.sampling import FrameSettings
 
 Kind = Literal["base", "adapter", "merged"]
 Origin = Literal["config", "option", "runs", "exports"]
 
-RUN_CONFIG_NAMES = ("run.json", "config.yaml", "run_config.json", "vmeta_run.json")
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
@@ -42,7 +44,7 @@ class CatalogEntry:
     trained_on: str | None = None  # the base model an adapter says it was trained on
     available: bool = True
     reason: str = ""  # why not available
-    run: dict = field(default_factory=dict, compare=False, hash=False)  # the run's config, when it has one
+    run: RunManifest | None = field(default=None, compare=False, hash=False)  # the run's manifest, when it has one
 
     @property
     def id(self) -> str:
@@ -119,31 +121,13 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _read_run_config(folder: Path) -> dict:
-    for name in RUN_CONFIG_NAMES:
-        p = folder / name
-        if not p.is_file():
-            continue
-        if p.suffix == ".json":
-            data = _read_json(p)
-        else:
-            try:
-                import yaml
-
-                data = yaml.safe_load(p.read_text(encoding="utf-8"))
-            except Exception:
-                data = None
-        if isinstance(data, dict):
-            return data
-    return {}
-
-
-def _run_base(cfg: dict) -> str | None:
-    model = cfg.get("model")
-    if isinstance(model, dict):
-        model = model.get("name") or model.get("name_or_path") or model.get("base")
-    base = cfg.get("base_model") or model
-    return str(base) if base else None
+def _manifest(folder: Path) -> RunManifest | None:
+    """The run's manifest (vmeta.runs); None for folders without one, or with one that cannot be read (the
+    variant is then listed from its weights alone, as a bare adapter or model folder)."""
+    try:
+        return runs.read_run(folder)
+    except UserError:
+        return None
 
 
 def _adapter_dir(folder: Path) -> Path | None:
@@ -180,10 +164,9 @@ def _full_model_problem(folder: Path) -> str | None:
     return None
 
 
-def _adapter_trained_on(adapter: Path, run_cfg: dict) -> str | None:
-    base = _run_base(run_cfg)
-    if base:
-        return base
+def _adapter_trained_on(adapter: Path, run: RunManifest | None) -> str | None:
+    if run is not None and run.base_name:
+        return run.base_name
     cfg = _read_json(adapter / "adapter_config.json") or {}
     value = cfg.get("base_model_name_or_path")
     return str(value) if value else None
@@ -195,7 +178,6 @@ def _adapter_trained_on(adapter: Path, run_cfg: dict) -> str | None:
 
 def parse_adapter_option(text: str) -> tuple[str, str]:
     """``NAME=PATH`` (or a bare PATH, named after its folder) -> (name, path)."""
-    from vmeta.errors import UserError
 
     if "=" in text:
         name, path = text.split("=", 1)
@@ -230,7 +212,7 @@ def discover(
     taken = {bid}
     seen_adapters: set[str] = set()
 
-    def add_adapter(name: str, folder: Path, origin: Origin, run_cfg: dict) -> None:
+    def add_adapter(name: str, folder: Path, origin: Origin, run_cfg: RunManifest | None) -> None:
         mid = f"{bid}:{name}"
         if mid in taken:
             mid = f"{bid}:{origin}/{name}"
@@ -260,11 +242,11 @@ def discover(
         taken.add(mid)
         entries.append(entry)
 
-    def add_full(name: str, folder: Path, origin: Origin, run_cfg: dict) -> None:
+    def add_full(name: str, folder: Path, origin: Origin, run_cfg: RunManifest | None) -> None:
         mid = name if name not in taken else f"{origin}/{name}"
         info = ModelInfo(
             id=mid,
-            base=_run_base(run_cfg) or mid,
+            base=(run_cfg.base_name if run_cfg else None) or mid,
             adapter=None,
             kind="merged",
             description="merged model (full weights; loaded on demand, replacing the previously loaded full model)",
@@ -278,7 +260,7 @@ def discover(
 
     for name, path in (adapters or {}).items():
         folder = Path(path).expanduser()
-        run_cfg = _read_run_config(folder) or (_read_run_config(folder.parent) if folder.name == "adapter" else {})
+        run_cfg = _manifest(folder) or (_manifest(folder.parent) if folder.name == "adapter" else None)
         if not folder.is_dir():
             info = ModelInfo(id=f"{bid}:{name}", base=bid, adapter=name, kind="adapter")
             entries.append(
@@ -292,14 +274,14 @@ def discover(
 
     if runs_dir is not None and Path(runs_dir).is_dir():
         for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
-            run_cfg = _read_run_config(folder)
+            run_cfg = _manifest(folder)
             if _adapter_dir(folder) is not None:
                 add_adapter(folder.name, folder, "runs", run_cfg)
             elif (folder / "model" / "config.json").is_file():
                 add_full(folder.name, folder / "model", "runs", run_cfg)
             elif (folder / "config.json").is_file():
                 add_full(folder.name, folder, "runs", run_cfg)
-            elif run_cfg:
+            elif run_cfg is not None:
                 info = ModelInfo(id=f"{bid}:{folder.name}", base=bid, adapter=folder.name, kind="adapter")
                 entries.append(
                     CatalogEntry(info=info, kind="adapter", origin="runs", path=folder, run=run_cfg).unavailable(
@@ -310,10 +292,9 @@ def discover(
     if exports_dir is not None and Path(exports_dir).is_dir():
         for folder in sorted(p for p in Path(exports_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
             if (folder / "config.json").is_file():
-                meta = _read_run_config(folder)
-                add_full(folder.name, folder, "exports", meta)
+                add_full(folder.name, folder, "exports", _manifest(folder))
             elif _adapter_dir(folder) is not None:
-                add_adapter(folder.name, folder, "exports", _read_run_config(folder))
+                add_adapter(folder.name, folder, "exports", _manifest(folder))
     return entries
 
 
@@ -346,7 +327,7 @@ def recorded_frames(entry: CatalogEntry) -> FrameSettings | None:
     None when the folder does not say (a bare adapter folder): it then reads the base model's frames."""
     if entry.kind == "base" or entry.path is None:
         return None
-    frames = entry.run.get("frames") if isinstance(entry.run, dict) else None
+    frames = entry.run.frames if entry.run is not None else None
     if not isinstance(frames, dict) and entry.kind == "merged":
         frames = (_read_json(entry.path / "vmeta_export.json") or {}).get("frames")
     if not isinstance(frames, dict):

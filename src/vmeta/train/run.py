@@ -26,23 +26,18 @@ import re
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from vmeta.errors import UserError
-from vmeta.jsonio import append_jsonl, read_json, write_json
+from vmeta.jsonio import append_jsonl, write_json
+from vmeta.runs import RUN_FORMAT, RunManifest, now, read_run, update_run
 from vmeta.train.config import TrainConfig, dump_config
 from vmeta.train.methods import METHODS, trainable_summary
 
-RUN_FORMAT = "vmeta-run/1"
 # Settings that may differ when a run is resumed (its length, how often it saves/evaluates).
 RESUMABLE_CHANGES = re.compile(r"^training\.(epochs|max_steps|save_steps|save_total_limit|eval_.*|logging_steps)$")
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "galore-torch", "vmeta", "numpy", "av")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _process_state():  # type: ignore[no-untyped-def]
@@ -100,20 +95,14 @@ class RunFolder:
         self.path = Path(path)
 
     @property
-    def run_json(self) -> Path:
-        return self.path / "run.json"
-
-    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
-    def info(self) -> dict[str, Any]:
-        return read_json(self.run_json) if self.run_json.is_file() else {}
+    def info(self) -> RunManifest | None:
+        return read_run(self.path)
 
-    def update(self, **fields: Any) -> dict[str, Any]:
-        info = self.info() | fields | {"updated": _now()}
-        write_json(self.run_json, info)
-        return info
+    def update(self, **fields: Any) -> RunManifest:
+        return update_run(self.path, **fields)
 
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoints.is_dir():
@@ -157,8 +146,8 @@ class RunFolder:
             return None
         if not info:
             raise UserError(f"{p} is not empty and is not a vmeta run folder; choose another --out.")
-        status = info.get("status")
-        if status == "finished":
+        status = info.status
+        if info.is_finished:
             raise UserError(f"{p} holds a finished run; pass --overwrite to replace it, or choose another --out.")
         if not resume:
             raise UserError(
@@ -551,10 +540,10 @@ def run_training(
 
     # run.json + config.yaml before the first step
     dataset = Dataset(data_root)
-    started = _now()
+    started = now()
     if is_main_process():
         dump_config(cfg, run.path / "config.yaml", header=_command_line() or None)
-        prev = run.info()
+        prev = run.info() or RunManifest()
         run.update(
             format=RUN_FORMAT,
             name=run.path.name,
@@ -589,7 +578,7 @@ def run_training(
             libraries=library_versions(),
             **counts,
             status="running",
-            started=prev.get("started", started),
+            started=prev.started or started,
             resumed_from=str(checkpoint) if checkpoint else prev.get("resumed_from"),
             adapter="adapter" if spec.saves == "adapter" else None,
             weights="model" if spec.saves == "model" else None,
@@ -640,7 +629,7 @@ def run_training(
 
     progress_cb = RichProgressCallback(f"{cfg.method} → {run.path.name}", enabled=progress)
     cbs: list[Any] = [MetricsFileCallback(run.path), progress_cb]
-    best_state: dict[str, Any] = dict(run.info().get("best") or {})
+    best_state: dict[str, Any] = dict((run.info() or RunManifest()).best or {})
     if t.evaluates:
         evaluator = ValEvaluator(cfg, loaded, val_records, data_root, fs, prompt)
 
@@ -717,7 +706,7 @@ def run_training(
         stopped_early = bool(t.max_steps) and trainer.state.global_step < t.max_steps
         run.update(
             status="interrupted" if stopped_early else "finished",
-            finished=_now(),
+            finished=now(),
             global_step=trainer.state.global_step,
             epochs_done=round(trainer.state.epoch or 0.0, 4),
             train_runtime_s=round(wall, 3),
