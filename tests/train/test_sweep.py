@@ -160,6 +160,10 @@ def test_format_value():
         ("grid:\n  training.lr: [1.0e-5]\ngrids: []\n", r"exactly one of grid"),
         ("gird:\n  training.lr: [1.0e-5]\n", r"unknown top-level key\(s\) gird"),
         ("grid:\n  training.lr: [1.0e-5]\neval:\n  splitt: test\n", r"unknown eval key\(s\) splitt"),
+        (
+            "grid:\n  training.lr: [1.0e-5]\neval:\n  metrics: [bleu4, blue4]\n",
+            r"eval.metrics: unknown metric\(s\) blue4",
+        ),
         ("base: nowhere.yaml\ngrid:\n  training.lr: [1.0e-5]\n", r"base config nowhere.yaml does not exist"),
     ],
 )

@@ -8,15 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from vmeta.cli.apps import app, console
+from vmeta.train.methods import METHODS
 
 
 @app.command("train")
 def train_cmd(
     method: Annotated[
         str | None,
-        typer.Option(
-            "--method", help="lora | loraplus | dora | rslora | pissa | freeze | galore | full.", show_default=False
-        ),
+        typer.Option("--method", help=" | ".join(METHODS) + ".", show_default=False),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="Registered name, hub id or local folder.", show_default=False)

@@ -17,9 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vmeta.errors import UserError
+from vmeta.train.methods import METHODS
 
-MethodName = Literal["lora", "loraplus", "dora", "rslora", "pissa", "freeze", "galore", "full"]
-METHOD_NAMES: tuple[str, ...] = MethodName.__args__  # type: ignore[attr-defined]
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 
 # Linear layers of a Qwen2 decoder layer (the language model of Qwen2-VL / Qwen2.5-VL).
 LLM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -170,7 +170,7 @@ class TrainingConfig(_Group):
 class TrainConfig(_Group):
     """Everything a run needs. ``method`` picks the row of :data:`vmeta.train.methods.METHODS`."""
 
-    method: MethodName = "lora"
+    method: str = Field("lora", description="A row of vmeta.train.methods.METHODS: " + ", ".join(METHODS) + ".")
     model: ModelConfig = Field(default_factory=ModelConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
@@ -181,10 +181,15 @@ class TrainConfig(_Group):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     out: Path | None = Field(None, description="Run folder (runs/NAME).")
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}; choose one of {', '.join(METHODS)}")
+        return v
+
     @model_validator(mode="after")
     def _combinations(self) -> TrainConfig:
-        from vmeta.train.methods import METHODS
-
         spec = METHODS[self.method]
         # What the method implies is written into the config (dora -> lora.use_dora ...), so the resolved config
         # (config.yaml, --print-config) shows what runs.

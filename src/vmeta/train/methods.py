@@ -1,4 +1,6 @@
-"""The fine-tuning methods as ONE table (DESIGN house rule 1): name -> how to prepare the model, which optimizer.
+"""The fine-tuning methods as ONE table (DESIGN house rule 1): name -> how to prepare the model, which optimizer,
+what it saves (an adapter export merges, or full weights it re-shards). Config validation, export and the CLI read
+their names from here: adding a method is one row (and its ``_PREPARE`` kind, if new).
 
 - ``lora`` / ``dora`` / ``rslora`` / ``pissa`` / ``loraplus``: peft LoRA on the language model's linear layers
   (q,k,v,o,gate,up,down of every decoder layer); DoRA, rsLoRA and PiSSA are LoRA options (``use_dora``,
@@ -54,6 +56,11 @@ class MethodSpec:
     lora_overrides: dict[str, Any] = field(default_factory=dict)
     saves: Literal["adapter", "model"] = "adapter"
     thesis: str = ""  # best setting from the thesis (configs/qwen2-vl-2b/NAME.yaml)
+
+    @property
+    def merges(self) -> bool:
+        """Whether `vmeta export` merges an adapter into the base (else it re-shards the saved full weights)."""
+        return self.saves == "adapter"
 
     def prepare(self, model: Any, cfg: TrainConfig) -> Any:
         return _PREPARE[self.kind](model, cfg)

@@ -44,6 +44,7 @@ import yaml
 from vmeta.errors import UserError
 from vmeta.jsonio import atomic_write_text, read_json, write_json
 from vmeta.models.load import free_memory
+from vmeta.runs import RunManifest, read_run
 
 FINISHED = "finished"
 SWEEP_MD = "sweep.md"
@@ -112,6 +113,17 @@ class EvalSettings:
     max_new_tokens: int = 512
     batch_size: int = 1
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        """An unknown metric is refused when the sweep is read, not after its first run has trained."""
+        if self.metrics is not None:
+            from vmeta.evaluate.metrics import METRICS
+
+            unknown = [m for m in self.metrics if m not in METRICS]
+            if unknown:
+                raise UserError(
+                    f"eval.metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}."
+                )
 
 
 @dataclass
@@ -412,15 +424,14 @@ def plan_status(path: Path) -> str:
     info = _run_info(path)
     if info is None:
         return "restart"
-    return FINISHED if info.get("status") == FINISHED else "resume"
+    return FINISHED if info.is_finished else "resume"
 
 
-def _run_info(path: Path) -> dict[str, Any] | None:
+def _run_info(path: Path) -> RunManifest | None:
     try:
-        data = read_json(path / "run.json")
-    except Exception:
+        return read_run(path)
+    except UserError:  # a run.json that cannot be read: the run starts again
         return None
-    return data if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -468,9 +479,9 @@ def run_one(
                 train_fn(cfg, status == "resume")
             else:
                 _default_train(cfg, status == "resume", settings, progress)
-            info = _run_info(planned.path) or {}
-            if info.get("status") != FINISHED:
-                raise RuntimeError(f"training ended with status {info.get('status')!r}")
+            info = _run_info(planned.path)
+            if info is None or not info.is_finished:
+                raise RuntimeError(f"training ended with status {info.status if info else None!r}")
         evaluated = False
         if eval_settings is not None:
             try:
@@ -511,16 +522,14 @@ def evaluate_run(run: Path, ev: EvalSettings, *, settings: Any = None) -> bool:
         raise UserError(f"evaluation needs vmeta's predict and evaluate modules ({exc}).") from None
     import yaml as _yaml
 
-    from vmeta.video.sampling import FrameSettings
-
     cfg = _yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
-    info = _run_info(run) or {}
-    data = (info.get("dataset") or {}).get("path") or (cfg.get("data") or {}).get("path")
+    info = _run_info(run) or RunManifest()
+    data = (info.dataset.path if info.dataset else None) or (cfg.get("data") or {}).get("path")
     if not data:
         raise UserError(f"{run / 'config.yaml'}: no data.path, so the {ev.split} split cannot be predicted.")
     # Predict with what the model saw in training: the run's frame settings and prompt.
-    frames = FrameSettings.from_dict(info["frames"]) if isinstance(info.get("frames"), dict) else None
-    prompt = info.get("prompt") if isinstance(info.get("prompt"), str) else (cfg.get("data") or {}).get("prompt")
+    frames = info.frame_settings(run / "run.json")
+    prompt = info.prompt or (cfg.get("data") or {}).get("prompt")
     out.mkdir(parents=True, exist_ok=True)
     preds = out / "predictions.jsonl"
     pc = PredictConfig(
@@ -700,21 +709,21 @@ def _training_table(spec: SweepSpec, runs: list[PlannedRun], keys: list[str], ou
     head = [*(shorts[k] for k in keys), "status", "steps", "train loss", "samples/s", "peak memory (MB)", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for r in runs:
-        info = _run_info(r.path) or {}
+        info = _run_info(r.path) or RunManifest()
         o = outcomes.get(r.name)
-        status = info.get("status") or (o.status if o else "not run")
+        status = info.status or (o.status if o else "not run")
         if o and o.status == "failed":
             status = "failed"
-        final = info.get("final") or {}
+        final = info.final or {}
         mem = info.get("memory") or {}
         peak = mem.get("peak_cuda_allocated_mb") or mem.get("peak_rss_mb")
         loss = final.get("train_loss")
         cells = [
             *(format_value(r.varied[k]) for k in keys),
             str(status),
-            str(info.get("global_step", "–")),
+            str(info.global_step if info.global_step is not None else "–"),
             f"{loss:.4f}" if isinstance(loss, int | float) else "–",
-            f"{info['samples_per_s']:.3g}" if isinstance(info.get("samples_per_s"), int | float) else "–",
+            f"{info.samples_per_s:.3g}" if info.samples_per_s is not None else "–",
             f"{peak:,.0f}" if isinstance(peak, int | float) else "–",
             f"`{r.path}`",
         ]
