@@ -22,7 +22,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "qwen2-vl-2b"
         ({"method": "pissa", "model.quantization": "4bit"}, "PiSSA"),
         ({"method": "full", "model.quantization": "8bit"}, "use a LoRA method"),
         ({"method": "freeze", "freeze.trainable_layers": 0}, "freeze.trainable_layers=0"),
-        ({"method": "qlora"}, "method: must be"),
+        ({"method": "qlora"}, "method: unknown method 'qlora'; choose one of lora, loraplus, dora"),
         ({"lora.rank": 8}, "lora.rank: is not a known setting"),
         ({"training.lr": -1}, "training.lr"),
         ({"data.frames": {"fps": 0}}, "fps"),
