@@ -1,5 +1,5 @@
 // Small DOM helpers of the chat page: element creation (text only — never innerHTML with user data),
-// number formatting, a toast, confirm/prompt dialogs.
+// number formatting, a toast, confirm/prompt dialogs, form error boxes, a debounce.
 import { currentLanguage, t } from "/static/js/i18n.js";
 
 export const $ = (id) => document.getElementById(id);
@@ -109,4 +109,10 @@ document.addEventListener("vmeta:language", () => {
 export function errorText(err) {
   if (err && err.status === 0) return t("common.network_error");
   return (err && (err.i18n?.[currentLanguage()] || err.detail || err.message)) || t("common.error");
+}
+
+/** `fn` called once `ms` after the last of a burst of calls (search boxes). */
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
