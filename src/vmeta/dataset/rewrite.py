@@ -6,9 +6,9 @@ cleaned (reasoning, fences, leading chatter and trailing notes removed) and must
 slots; otherwise the model is asked again with feedback naming what was wrong, and after
 `max_attempts` the record is flagged `rewrite_failed` with its label unchanged.
 
-Policies that make a long job safe to run, stop and re-run:
-- transport errors (429, 5xx, timeouts, refused connections) are retried here with exponential backoff
-  and jitter, honouring Retry-After; the client's own retries are off so the policy is ours;
+Policies that make a long job safe to run, stop and re-run (the transport ones are `vmeta.llm_client`'s):
+- transport errors (429, 5xx, timeouts, refused connections) are retried with exponential backoff
+  and jitter, honouring Retry-After;
 - a wrong key, model or URL stops the whole job with one sentence naming the setting to fix;
 - every good answer is appended (fsynced) to DATASET/.cache/rewrite.jsonl, keyed by
   sha256(model, prompt version + text, input): a re-run, or a run after `kill -9`, sends nothing twice;
@@ -19,22 +19,19 @@ Policies that make a long job safe to run, stop and re-run:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
-import json
-import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from vmeta import llm_client
 from vmeta.dataset.records import Dataset, Record, Rewrite, now_iso
 from vmeta.dataset.template import SLOT_LABELS_ZH, TEMPLATE, parse, split_note
 from vmeta.errors import UserError
-from vmeta.jsonio import append_jsonl
+from vmeta.llm_client import LLMClient, LLMRefused, LLMStop, ResponseCache
 
 PROMPT_VERSION = "rewrite-v1"
 CACHE_FILE = Path(".cache") / "rewrite.jsonl"
@@ -70,7 +67,6 @@ _CHATTER = re.compile(
 )
 _QUOTES_OPEN = "\"'“‘「『"
 _QUOTES_CLOSE = "\"'”’」』"
-_RETRYABLE_STATUS = {408, 409, 429}
 
 
 # ------------------------------------------------------------------------------------------- cleaning
@@ -136,24 +132,17 @@ def user_message(record: Record) -> str:
 
 
 def cache_key(model: str, user: str) -> str:
-    payload = json.dumps([model, PROMPT_VERSION, SYSTEM_PROMPT, user], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """The answer's key in DATASET/.cache/rewrite.jsonl (these parts in this order: older caches still hit)."""
+    return llm_client.cache_key(model, PROMPT_VERSION, SYSTEM_PROMPT, user)
+
+
+def _good(row: dict[str, Any]) -> bool:
+    return bool(row.get("ok"))
 
 
 def load_cache(path: Path) -> dict[str, dict[str, Any]]:
     """Good answers by key. A line torn by a kill (or any unreadable line) is skipped: it is only a cache."""
-    out: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return out
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and row.get("key") and row.get("ok"):
-                out[row["key"]] = row
-    return out
+    return ResponseCache(path, _good).rows
 
 
 # ------------------------------------------------------------------------------------------- tokens
@@ -230,14 +219,6 @@ class _Outcome:
     from_cache: bool = False
 
 
-class _Fatal(Exception):
-    """Stops the whole job (wrong key/model/URL, endpoint down)."""
-
-
-class _RecordError(Exception):
-    """This record cannot be rewritten (e.g. the provider refuses its content); the job goes on."""
-
-
 # ------------------------------------------------------------------------------------------- runner
 
 
@@ -296,7 +277,7 @@ def rewrite_dataset(
         todo = todo[: max(0, limit)]
     report.selected = len(todo)
 
-    cache = {} if force else load_cache(cache_path)
+    cache = ResponseCache(cache_path, _good, read=not force)
     hits: list[_Outcome] = []
     send: list[tuple[Record, str, str]] = []
     for r in todo:
@@ -354,7 +335,7 @@ def rewrite_dataset(
         backoff_cap=backoff_cap,
         save_every=save_every,
         progress=progress,
-        cache_path=cache_path,
+        cache=cache,
     )
     try:
         asyncio.run(runner.run(hits, send))
@@ -380,17 +361,24 @@ class _Runner:
         backoff_cap: float,
         save_every: int,
         progress: Callable[[int, int], None] | None,
-        cache_path: Path,
+        cache: ResponseCache,
     ):
         self.ds, self.report = ds, report
-        self.base_url, self.api_key, self.model = base_url, api_key, model
-        self.concurrency, self.max_attempts, self.max_retries = concurrency, max_attempts, max_retries
-        self.timeout, self.backoff_base, self.backoff_cap = timeout, backoff_base, backoff_cap
+        self.model, self.max_attempts = model, max_attempts
+        self.llm = LLMClient(
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+        )
         self.save_every = max(1, save_every)
         self.progress = progress
-        self.cache_path = cache_path
+        self.cache = cache
         self.pending: list[_Outcome] = []
-        self.stopped: str | None = None
         self.done = 0
         self.total = 0
 
@@ -404,35 +392,19 @@ class _Runner:
             await self._flush()
         if not send:
             return
-        import openai
-
-        self.client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
-        )
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(record: Record, user: str, key: str) -> _Outcome:
-            async with sem:
-                if self.stopped is not None:  # another request hit a job-stopping error: send nothing more
-                    raise _Fatal(self.stopped)
-                try:
-                    return await self._rewrite(record, user, key)
-                except _Fatal as exc:
-                    self.stopped = self.stopped or str(exc)
-                    raise
-
-        tasks = [asyncio.ensure_future(one(*item)) for item in send]
-        fatal: _Fatal | None = None
+        # The client holds at most `concurrency` requests in flight; once one hits a job-stopping error
+        # (LLMStop) it sends nothing more, and every waiting record gets the same LLMStop.
+        tasks = [asyncio.ensure_future(self._rewrite(*item)) for item in send]
+        fatal: LLMStop | None = None
         try:
             for fut in asyncio.as_completed(tasks):
                 try:
                     outcome = await fut
-                except _Fatal as exc:
-                    fatal = _Fatal(self.stopped or str(exc))
+                except LLMStop as exc:
+                    fatal = exc
                     break
                 if outcome.ok:
-                    append_jsonl(
-                        self.cache_path,
+                    self.cache.put(
                         {
                             "key": outcome.key,
                             "id": outcome.id,
@@ -454,7 +426,10 @@ class _Runner:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._flush()
-            await self.client.close()
+            await self.llm.aclose()
+            stats, rep = self.llm.stats, self.report
+            rep.requests, rep.retries = stats.requests, stats.retries
+            rep.prompt_tokens, rep.completion_tokens = stats.prompt_tokens, stats.completion_tokens
         if fatal is not None:
             saved = self.report.rewritten + self.report.from_cache + self.report.failed
             raise UserError(f"{fatal} ({saved} record(s) finished before the stop are saved; run again to resume.)")
@@ -511,8 +486,8 @@ class _Runner:
         issues: list[str] = []
         for attempt in range(1, self.max_attempts + 1):
             try:
-                raw = await self._request(messages)
-            except _RecordError as exc:
+                raw = (await self.llm.complete(messages)).text
+            except LLMRefused as exc:
                 return _Outcome(record.id, key, record.raw_label, False, text, raw, note, attempt, str(exc))
             text, note = clean_answer(raw)
             issues = problems(text)
@@ -521,119 +496,3 @@ class _Runner:
             messages = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": feedback(issues)}]
         error = f"no template label after {self.max_attempts} attempt(s): " + "; ".join(issues)
         return _Outcome(record.id, key, record.raw_label, False, text, raw, note, self.max_attempts, error)
-
-    async def _request(self, messages: list[dict[str, str]]) -> str:
-        import openai
-
-        failures = 0
-        while True:
-            if self.stopped is not None:
-                raise _Fatal(self.stopped)
-            self.report.requests += 1
-            try:
-                resp = await self.client.chat.completions.create(model=self.model, messages=messages)
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-                raise _Fatal(
-                    f"The LLM endpoint {self.base_url} refused the API key (HTTP {exc.status_code}): "
-                    "set VMETA_LLM_API_KEY (or --api-key) to a valid key."
-                ) from None
-            except openai.NotFoundError as exc:
-                raise _Fatal(self._not_found(exc)) from None
-            except openai.APIStatusError as exc:
-                if exc.status_code == 400 and _mentions_model(exc):
-                    raise _Fatal(self._not_found(exc)) from None
-                if exc.status_code not in _RETRYABLE_STATUS and exc.status_code < 500:
-                    raise _RecordError(
-                        f"the endpoint rejected the request (HTTP {exc.status_code}): {_message(exc)}"
-                    ) from None
-                failures = await self._backoff(failures, f"HTTP {exc.status_code}", exc.response.headers)
-                continue
-            except (
-                openai.APITimeoutError,
-                openai.APIConnectionError,
-                openai.APIResponseValidationError,
-                ValueError,
-            ) as exc:
-                failures = await self._backoff(failures, _describe(exc), None)
-                continue
-            usage = getattr(resp, "usage", None)
-            if usage is not None:
-                self.report.prompt_tokens += usage.prompt_tokens or 0
-                self.report.completion_tokens += usage.completion_tokens or 0
-            if not resp.choices:
-                return ""
-            return resp.choices[0].message.content or ""
-
-    async def _backoff(self, failures: int, what: str, headers: Any) -> int:
-        if failures >= self.max_retries:
-            raise _Fatal(
-                f"The LLM endpoint {self.base_url} kept failing ({what}) after {self.max_retries} retries; "
-                "check VMETA_LLM_BASE_URL and the provider's status, then run again."
-            )
-        delay = _retry_after(headers)  # the server's word wins (within reason: at most 10 minutes)
-        if delay is None:
-            delay = min(self.backoff_cap, self.backoff_base * 2**failures) * random.uniform(0.5, 1.0)
-        self.report.retries += 1
-        await asyncio.sleep(min(delay, 600.0))
-        return failures + 1
-
-    def _not_found(self, exc: Exception) -> str:
-        if _mentions_model(exc):
-            return (
-                f"The LLM endpoint {self.base_url} does not know the model {self.model!r}: "
-                "set VMETA_LLM_MODEL (or --model) to a model it serves."
-            )
-        return (
-            f"The LLM endpoint answered 404 at {self.base_url}: set VMETA_LLM_BASE_URL (or --base-url) to the "
-            "API root that serves /chat/completions (usually ending in /v1)."
-        )
-
-
-def _message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    return str(getattr(exc, "message", exc))
-
-
-def _mentions_model(exc: Any) -> bool:
-    body = getattr(exc, "body", None)
-    code = body.get("code") if isinstance(body, dict) else None
-    text = f"{_message(exc)} {code or ''}".lower()
-    return "model" in text and any(
-        w in text for w in ("not exist", "not found", "does not exist", "unknown", "model_not_found", "invalid model")
-    )
-
-
-def _describe(exc: Exception) -> str:
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "cannot connect"
-    return f"unreadable response: {type(exc).__name__}"
-
-
-def _retry_after(headers: Any) -> float | None:
-    if not headers:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

@@ -5,28 +5,30 @@ Rubric (per sample, the model output judged against the reference label):
 - strict 0/1 for each of: core_concept (the same meme/concept), source (where it comes from), mapping (why the
   concept fits the video: the feature / new meaning / event), emotion (the attitude expressed);
 - loose 0-10: overall agreement in meaning.
-Answers are cached on disk (JSONL, keyed by model + rubric version + reference + output), so a re-run costs
-nothing and an interrupted run resumes. With a human-rated JSONL ({"id", the four criteria 0/1, "loose"
+Requests go through `vmeta.llm_client` (concurrency limit, retries honouring Retry-After). Answers are cached on
+disk (CACHE_DIR/judge.jsonl, keyed by rubric version + model + reference + output), so a re-run costs nothing and
+an interrupted run resumes. With a human-rated JSONL ({"id", the four criteria 0/1, "loose"
 0-10}), agreement is reported: Cohen's kappa per strict criterion, Spearman's rho for the loose score.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vmeta import llm_client
 from vmeta.errors import UserError
 from vmeta.evaluate.bootstrap import resample_counts, summarize
 from vmeta.evaluate.predictions import Prediction
-from vmeta.jsonio import append_jsonl, iter_jsonl, read_jsonl
+from vmeta.jsonio import read_jsonl
+from vmeta.llm_client import LLMClient, LLMError, ResponseCache, SettingNames
 
 RUBRIC_VERSION = "v1"
 CRITERIA = ("core_concept", "source", "mapping", "emotion")
@@ -60,10 +62,15 @@ class JudgeConfig:
     seed: int = 0
 
 
+# How `vmeta eval` sets the judge's endpoint, for the client's error sentences.
+JUDGE_SETTINGS = SettingNames(
+    api_key="VMETA_LLM_API_KEY", model="--judge-model", base_url="--judge-base-url (or VMETA_LLM_BASE_URL)"
+)
+
+
 def cache_key(model: str, reference: str, output: str) -> str:
-    return hashlib.sha256(
-        json.dumps([RUBRIC_VERSION, model, reference, output], ensure_ascii=False).encode()
-    ).hexdigest()
+    """The verdict's key in judge.jsonl (these parts in this order: older caches still hit)."""
+    return llm_client.cache_key(RUBRIC_VERSION, model, reference, output)
 
 
 def parse_verdict(text: str) -> dict:
@@ -87,61 +94,62 @@ def parse_verdict(text: str) -> dict:
 
 
 class Judge:
-    def __init__(self, config: JudgeConfig, *, client=None):
-        self.config = config
-        if client is None:
-            try:
-                import openai
-            except ImportError:
-                raise UserError("the LLM judge needs the `openai` package: pip install 'vmeta[data]'.") from None
-            client = openai.OpenAI(
-                base_url=config.base_url,
-                api_key=config.api_key or "not-needed",
-                timeout=config.timeout_s,
-                max_retries=config.max_retries,
-            )
-        self.client = client
-        self.cache_path = (Path(config.cache_dir) / "judge.jsonl") if config.cache_dir else None
-        self.cache: dict[str, dict] = {}
-        if self.cache_path and self.cache_path.exists():
-            for row in iter_jsonl(self.cache_path):
-                if isinstance(row, dict) and "key" in row and "verdict" in row:
-                    self.cache[row["key"]] = row["verdict"]
+    """Asks the judge model about each (reference, output) pair once; verdicts come from the cache when known.
+    `client`: an `openai.AsyncOpenAI`-like object (tests); by default one is made from the config."""
 
-    def ask(self, reference: str, output: str) -> tuple[dict | None, str | None, bool]:
-        """(verdict, error, from_cache)."""
+    def __init__(self, config: JudgeConfig, *, client: Any = None):
+        if client is None:
+            llm_client.require_openai()  # now, not after the metrics have been computed
+        self.config = config
+        self.client = client
+        path = (Path(config.cache_dir) / "judge.jsonl") if config.cache_dir else None
+        self.cache = ResponseCache(path, lambda row: "verdict" in row)
+
+    async def ask(self, llm: LLMClient, reference: str, output: str) -> tuple[dict | None, str | None, bool]:
+        """(verdict, error, from_cache). Transport failures were already retried by `llm`; an error here is final
+        for this sample and the run goes on."""
         key = cache_key(self.config.model, reference, output)
-        if key in self.cache:
-            return self.cache[key], None, True
+        row = self.cache.get(key)
+        if row is not None:
+            return row["verdict"], None, True
+        messages = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": PROMPT.format(reference=reference, output=output or "（空）")},
+        ]
         error = None
-        for attempt in range(2):  # one more try when the answer is not valid JSON
+        for _ in range(2):  # one more try when the answer is not valid JSON
             try:
-                resp = self.client.chat.completions.create(
-                    model=self.config.model,
-                    temperature=self.config.temperature,
-                    messages=[
-                        {"role": "system", "content": SYSTEM},
-                        {"role": "user", "content": PROMPT.format(reference=reference, output=output or "（空）")},
-                    ],
-                )
-                verdict = parse_verdict(resp.choices[0].message.content or "")
+                answer = await llm.complete(messages, temperature=self.config.temperature)
+                verdict = parse_verdict(answer.text)
             except ValueError as exc:
                 error = f"unusable answer: {exc}"
                 continue
-            except Exception as exc:  # network/API errors: reported per sample, the run goes on
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if attempt == 0:
-                    time.sleep(0.5)
-                continue
-            self.cache[key] = verdict
-            if self.cache_path:
-                append_jsonl(self.cache_path, {"key": key, "model": self.config.model, "verdict": verdict})
+            except LLMError as exc:
+                return None, str(exc), False
+            self.cache.put({"key": key, "model": self.config.model, "verdict": verdict})
             return verdict, None, False
         return None, error, False
 
+    async def _ask_all(self, rows: list[Prediction]) -> list[tuple[dict | None, str | None, bool]]:
+        cfg = self.config
+        llm = LLMClient(
+            base_url=cfg.base_url,
+            api_key=cfg.api_key or "not-needed",
+            model=cfg.model,
+            concurrency=cfg.concurrency,
+            max_retries=cfg.max_retries,
+            timeout=cfg.timeout_s,
+            settings=JUDGE_SETTINGS,
+            client=self.client,
+        )
+        try:
+            return list(await asyncio.gather(*(self.ask(llm, r.reference, r.output) for r in rows)))
+        finally:
+            if self.client is None:  # ours: close it (a caller's client is the caller's to close)
+                await llm.aclose()
+
     def __call__(self, rows: list[Prediction]) -> tuple[dict, list[dict]]:
-        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
-            answers = list(pool.map(lambda r: self.ask(r.reference, r.output), rows))
+        answers = asyncio.run(self._ask_all(rows))
         per_sample = []
         for r, (verdict, error, cached) in zip(rows, answers, strict=True):
             per_sample.append(
