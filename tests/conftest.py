@@ -53,6 +53,6 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
 def demo_model_dir(tmp_path_factory) -> Path:
     """`vmeta models build-demo` with its defaults (the tiny Qwen2-VL trained on examples/sample, ~30 s on 2 cores),
     built once per session for the model and chat tests. Read-only: copy it to modify."""
-    from vmeta.models.demo import build_demo
+    from vmeta.recipes.demo import build_demo
 
     return build_demo(tmp_path_factory.mktemp("demo-model") / "demo", seed=0).path

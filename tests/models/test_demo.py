@@ -14,7 +14,7 @@ import pytest
 from vmeta.dataset.prompts import DEFAULT_PROMPT
 from vmeta.dataset.template import conforms, parse
 from vmeta.errors import UserError
-from vmeta.models.demo import CHAT_PROMPTS, DEFAULT_STEPS, build_demo
+from vmeta.recipes.demo import CHAT_PROMPTS, DEFAULT_STEPS, build_demo
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample"
 VIDEOS = SAMPLE / "videos"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from vmeta.errors import UserError
-from vmeta.train import sweep as sw
+from vmeta.recipes import sweep as sw
 
 REPO = Path(__file__).resolve().parents[2]
 

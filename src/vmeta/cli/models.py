@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from vmeta.cli.apps import console, models_app
-from vmeta.models.demo import DEFAULT_STEPS as DEMO_STEPS
+from vmeta.recipes.demo import DEFAULT_STEPS as DEMO_STEPS
 
 
 @models_app.command("list")
@@ -123,8 +123,8 @@ def build_demo_cmd(
     NOT a real model)."""
     from rich.progress import TextColumn
 
-    from vmeta.models.demo import build_demo
     from vmeta.progress import progress_bar
+    from vmeta.recipes.demo import build_demo
 
     phases = {
         "prepare": "reading the labels, decoding the videos",

@@ -573,7 +573,7 @@ def _job_file(spec: SweepSpec, planned: PlannedRun) -> Path:
 
 def worker_command(job: Path) -> list[str]:
     """The process that runs one job on one GPU (the same code as the sequential path)."""
-    return [sys.executable, "-m", "vmeta.train.sweep", str(job)]
+    return [sys.executable, "-m", "vmeta.recipes.sweep", str(job)]
 
 
 def _run_parallel(
@@ -803,7 +803,7 @@ def write_tables(spec: SweepSpec, outcomes: list[RunOutcome]) -> tuple[Path, Pat
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Worker entry point: python -m vmeta.train.sweep JOB.json (one run on the GPU CUDA_VISIBLE_DEVICES names)
+# Worker entry point: python -m vmeta.recipes.sweep JOB.json (one run on the GPU CUDA_VISIBLE_DEVICES names)
 
 
 def _worker(job_path: str) -> int:
