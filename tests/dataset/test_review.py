@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from vmeta.dataset import review as rv
-from vmeta.dataset.records import Dataset, Record, ReviewStatus, Rewrite, SourceRef, VideoMeta
+from vmeta.dataset.records import Dataset, Record, ReviewStatus, Rewrite, SourceRef
 from vmeta.errors import UserError
+from vmeta.video.meta import VideoMeta
 from vmeta.web.common import parse_range
 
 GOOD = "本视频讲述了一对情侣跳沙发舞的故事。“搬沙发跳舞”出自日常生活物品的非常规使用，其因为被赋予手风琴的象征意义，表达出了从压抑到欢快的情绪转变。"

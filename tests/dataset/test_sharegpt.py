@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 
 from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_hash
-from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, VideoMeta
+from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef
 from vmeta.dataset.sharegpt import export_sharegpt, import_sharegpt
 from vmeta.dataset.split import split_dataset
 from vmeta.errors import UserError
+from vmeta.video.meta import VideoMeta
 
 THESIS_PROMPT = (
     "理解视频的隐喻内容，由以下格式回答：本视频讲述了 [视频内容]。[核心概念] 出自 [出处]，其因为 [特征/新含义/事件]，"

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from vmeta.dataset.categories import THESIS_COUNTS
-from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, VideoMeta
+from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef
 from vmeta.dataset.split import (
     DEFAULT_VAL_FRACTION,
     largest_remainder,
@@ -13,6 +13,7 @@ from vmeta.dataset.split import (
     val_total,
 )
 from vmeta.errors import UserError
+from vmeta.video.meta import VideoMeta
 
 LABEL = "本视频讲述了猫。哈基米出自日语，其因为走红，表达出了喜爱。"
 

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
-from vmeta.dataset.records import Dataset, Record, SourceRef, VideoMeta
+from vmeta.dataset.records import Dataset, Record, SourceRef
 from vmeta.dataset.stats import compute_stats, describe, near_duplicates, write_report
+from vmeta.video.meta import VideoMeta
 
 OK = "本视频讲述了一个人在地铁上跳舞。沙发舞出自抖音，其因为动作夸张走红，表达出了对生活的热爱。"
 DUP = "本视频讲述了一个人在地铁上跳舞。沙发舞出自抖音，其因为动作夸张走红，表达出了对生活的热爱！"

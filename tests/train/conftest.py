@@ -38,8 +38,9 @@ def train_settings(tmp_path_factory, train_tiny_model):
 @pytest.fixture(scope="session")
 def train_dataset(tmp_path_factory) -> Path:
     """records.jsonl with 2 train + 1 val samples; videos are 2 s at 2 fps, 56x56 (-> 4 frames each)."""
-    from vmeta.dataset.records import Dataset, Record, SourceRef, VideoMeta
+    from vmeta.dataset.records import Dataset, Record, SourceRef
     from vmeta.testing import media
+    from vmeta.video.meta import VideoMeta
 
     root = tmp_path_factory.mktemp("train-dataset")
     (root / "videos").mkdir()

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from vmeta.dataset.categories import CATEGORIES, canonical_category, category_lookup, fold
-from vmeta.dataset.records import Dataset, Record, SourceRef, VideoMeta, now_iso
+from vmeta.dataset.records import Dataset, Record, SourceRef, now_iso
 from vmeta.dataset.sheets import MissingColumnError, SheetRow, check_sheet_file, read_sheet_tables
 from vmeta.errors import UserError
 from vmeta.jsonio import iter_jsonl, write_jsonl
+from vmeta.video.meta import VideoMeta
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".m4v", ".3gp", ".ts")
 PROBE_CACHE = ".probe_cache.jsonl"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from vmeta.errors import UserError
 from vmeta.jsonio import append_jsonl, iter_jsonl, read_json, write_json, write_jsonl
+from vmeta.video.meta import VideoMeta
 
 RECORDS = "records.jsonl"
 REJECTS = "rejects.jsonl"
@@ -37,25 +38,6 @@ class ReviewStatus(StrEnum):
     accepted = "accepted"
     edited = "edited"
     rejected = "rejected"
-
-
-class VideoMeta(BaseModel):
-    readable: bool = False
-    error: str | None = None
-    size_bytes: int | None = None
-    mtime: float | None = None
-    container: str | None = None
-    codec: str | None = None
-    duration_s: float | None = None
-    fps: float | None = None
-    frames: int | None = None
-    width: int | None = None  # as stored
-    height: int | None = None
-    rotation: int = 0  # degrees clockwise a player applies
-    display_width: int | None = None  # after rotation: what a viewer sees
-    display_height: int | None = None
-    has_audio: bool = False
-    audio_codec: str | None = None
 
 
 class SourceRef(BaseModel):

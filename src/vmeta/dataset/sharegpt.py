@@ -41,11 +41,12 @@ from typing import Any, Literal
 
 from vmeta.dataset.categories import canonical_category, category_lookup
 from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_hash, user_turn
-from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, VideoMeta, now_iso
+from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, now_iso
 from vmeta.dataset.split import SPLITS, split_hash
 from vmeta.dataset.template import strip_note
 from vmeta.errors import UserError
 from vmeta.jsonio import read_json, write_json
+from vmeta.video.meta import VideoMeta
 
 DATASET_INFO = "dataset_info.json"
 INDEX_FILE = "vmeta_index.json"

@@ -17,8 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from vmeta.dataset.records import VideoMeta
 from vmeta.errors import UserError
+from vmeta.video.meta import VideoMeta
 
 PROBE_ERROR_KINDS = ("missing", "zero_byte", "not_video", "audio_only", "corrupt")
 REEXPORT_HINT = (
