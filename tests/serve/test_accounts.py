@@ -82,7 +82,9 @@ def test_guest_chats_then_registers_and_keeps_conversation(app, make_user):
         assert db.get(Conversation, cid) is not None
 
 
-def test_guest_cleanup_removes_expired_guests_and_files(app, make_user, small_clip):
+def test_guest_cleanup_removes_expired_guests_and_files(app, make_user, small_clip, monkeypatch):
+    forgotten: list[str] = []  # the engine's prompt state of the person: LocalEngine.forget_user (test_reading.py)
+    monkeypatch.setattr(app.state.vmeta.engine, "forget_user", forgotten.append, raising=False)
     g = make_user(guest=True)
     cid = g.conversation()
     g.say(cid, "temporary")
@@ -94,6 +96,7 @@ def test_guest_cleanup_removes_expired_guests_and_files(app, make_user, small_cl
     with state.sessions.begin() as db:
         crud.get_user(db, g.user_id).guest_expires_at = utcnow() - timedelta(seconds=1)
     assert cleanup_expired(state) == 1
+    assert forgotten == [g.user_id]
     with state.sessions() as db:
         assert crud.get_user(db, g.user_id) is None
         assert db.scalar(select(Conversation).where(Conversation.id == cid)) is None

@@ -179,3 +179,11 @@ def test_deleting_the_upload_forgets_what_was_read(eng, clip):
     assert eng.forget("up3") == 1
     _, done, events = ask(eng, "tiny:A", first_turn(clip), user="ivan")
     assert done.extra["cached_tokens"] < 5 and any(isinstance(e, Stage) and e.name == "encoding" for e in events)
+
+
+def test_a_person_gone_leaves_no_prompt_state_behind(eng, clip):
+    ask(eng, "tiny:A", first_turn(clip), user="judy")
+    ask(eng, "tiny:A", first_turn(clip), user="kim")
+    assert eng.forget_user("judy") >= 2  # the prompt and the video's features
+    assert ask(eng, "tiny:A", first_turn(clip), user="judy")[1].extra["cached_tokens"] < 5
+    assert ask(eng, "tiny:A", first_turn(clip), user="kim")[1].extra["cached_tokens"] > 20

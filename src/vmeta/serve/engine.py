@@ -400,6 +400,19 @@ class LocalEngine:
             self._drop_read_state(r)
         return len(hits)
 
+    def forget_user(self, user: str) -> int:
+        """A person's account is gone (an expired guest): drop their reads ahead and every prompt and video state
+        kept for them, so nothing of theirs stays in memory until eviction. -> entries dropped."""
+        with self._cv:
+            hits = [r for r in (*self._reads.values(), *self.reads) if r.user == user]
+            if self._reading is not None and self._reading.user == user:
+                hits.append(self._reading)
+            for r in hits:
+                r.cancel.set()
+                r.forgotten = True
+            self._reads.pop(user, None)
+        return self.prompt_cache.drop(lambda scope: scope[1] == user)
+
     def _drop_read_state(self, read: _Read) -> None:
         for digest in read.digests:
             self.prompt_cache.drop(lambda scope, u=read.user: scope[1] == u, digest=digest)

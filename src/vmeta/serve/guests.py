@@ -1,5 +1,5 @@
 """Guest cleanup: guests' users (with their conversations, messages, uploads, avatars and sessions — rows by
-ON DELETE CASCADE, files here) are deleted once `guest_expires_at` has passed. A guest who registers gets
+ON DELETE CASCADE, files and the engine's prompt state here) are deleted once `guest_expires_at` has passed. A guest who registers gets
 `is_guest=False` and no expiry, so their data stays. `create_app` runs `cleanup_loop` in the background."""
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ def cleanup_expired(state: ServeState) -> int:
             db.execute(delete(User).where(User.id.in_(ids)))
         db.execute(delete(AuthSession).where(AuthSession.expires_at < now))
         prune_login_attempts(db, state.settings)
+    forget_user = getattr(state.engine, "forget_user", None)  # engines that keep a person's prompt state
     for uid in ids:
         for base in (state.uploads_dir, state.avatars_dir):
             shutil.rmtree(base / uid, ignore_errors=True)
+        if forget_user is not None:
+            forget_user(uid)
     if ids:
         log.info("removed %d expired guest(s)", len(ids))
     return len(ids)
