@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from vmeta import runs
+
 # The language model's linear layers (vision tower and merger untouched), as `vmeta train` targets by default.
 LM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 FINISHED = "finished"
@@ -96,8 +98,8 @@ def make_run(
         "out": str(run),
     }
     (run / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    run_json = {  # as vmeta.train.run.run_training writes it
-        "format": "vmeta-run/1",
+    run_json = {  # what vmeta.train.run.run_training records, through the same writer
+        "format": runs.RUN_FORMAT,
         "name": run.name,
         "method": method,
         "base_model": "tiny",
@@ -110,7 +112,7 @@ def make_run(
         "adapter": None if full else "adapter",
         "weights": "model" if full else None,
     }
-    (run / "run.json").write_text(json.dumps(run_json, ensure_ascii=False), encoding="utf-8")
+    runs.update_run(run, **run_json)
     if results is not None:
         (run / "eval").mkdir()
         (run / "eval" / "results.json").write_text(json.dumps(results), encoding="utf-8")

@@ -6,13 +6,13 @@ Everything is built offline on the CPU in a few seconds, once per session.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from vmeta.devtools import torchvision_shim
+from vmeta.runs import update_run
 
 torchvision_shim.install()  # dev/test only: PyPI's CUDA torchvision next to CPU torch
 
@@ -88,18 +88,18 @@ def runs_dir(tiny_loaded, engine_data_dir, adapters, tmp_path_factory) -> Path:
     good = runs / "good"
     good.mkdir()
     make_adapter(tiny_loaded, good / "adapter", seed=3)
-    (good / "run.json").write_text(json.dumps({"model": tiny, "method": "lora"}), encoding="utf-8")
+    update_run(good, base_model=tiny, method="lora", status="finished")
     wrong = runs / "wrongbase"
     wrong.mkdir()
     shutil.copytree(adapters["A"], wrong / "adapter")
-    (wrong / "run.json").write_text(json.dumps({"model": "qwen2-vl-2b-instruct", "method": "lora"}), encoding="utf-8")
+    update_run(wrong, base_model="qwen2-vl-2b-instruct", method="lora", status="finished")
     unfinished = runs / "unfinished"
     unfinished.mkdir()
-    (unfinished / "run.json").write_text(json.dumps({"model": "tiny", "method": "lora"}), encoding="utf-8")
+    update_run(unfinished, base_model="tiny", method="lora", status="running")
     full = runs / "fullrun"
     full.mkdir()
     make_merged(tiny_loaded, adapters["B"], full / "model")
-    (full / "run.json").write_text(json.dumps({"model": "tiny", "method": "full"}), encoding="utf-8")
+    update_run(full, base_model="tiny", method="full", status="finished")
     return runs
 
 
