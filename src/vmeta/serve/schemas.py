@@ -17,6 +17,11 @@ def _utc(dt: datetime) -> datetime:
 UTCDateTime = Annotated[datetime, AfterValidator(_utc)]
 
 
+# The largest `offset` of a paginated list: a larger one is a 422, not a database overflow (SQLite's integers
+# are 64-bit; an offset past 2**63 was a 500).
+MAX_OFFSET = 1_000_000_000
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

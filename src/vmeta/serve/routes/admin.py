@@ -17,7 +17,7 @@ def list_users(
     admin: AdminUser,
     include_guests: bool = Query(False),
     limit: int = Query(200, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=schemas.MAX_OFFSET),
 ) -> list[User]:
     return crud.list_users(db, include_guests=include_guests, limit=limit, offset=offset)
 

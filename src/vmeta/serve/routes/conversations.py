@@ -77,7 +77,7 @@ async def list_conversations(
     request: Request,
     q: str | None = Query(None, max_length=200, description="Search titles and message text (case-insensitive)."),
     limit: int = Query(20, ge=1, le=100),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=schemas.MAX_OFFSET),
 ) -> Response:
     """The caller's conversations, most recently active first."""
     return _json(await in_db(request, conversation_page, q, limit, offset))
