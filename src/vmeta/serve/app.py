@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmeta.config import Settings
 from vmeta.serve import db as dbmod
+from vmeta.serve.api_errors import install_openapi
 from vmeta.serve.deps import ServeState
 from vmeta.serve.engine_api import Engine
 from vmeta.serve.guests import cleanup_loop
@@ -56,9 +57,11 @@ class BodyLimit:
         if declared is None and chunked is None and scope.get("http_version", "1.1") in ("1.0", "1.1"):
             # HTTP/1.x framing: without Content-Length or Transfer-Encoding the request has no body (most GETs).
             return await self.app(scope, receive, send)
-        too_big = JSONResponse(
-            {"detail": f"the request body is larger than the limit of {self.limit} bytes."}, status_code=413
-        )
+        sentence = f"the request body is larger than the limit of {self.limit} bytes."
+        if scope["path"].startswith("/v1/"):  # the OpenAI-compatible API answers in OpenAI's error shape
+            too_big: Response = openai_error_response(OpenAIError(413, sentence))
+        else:
+            too_big = JSONResponse({"detail": sentence}, status_code=413)
         if declared and declared.isdigit() and int(declared) > self.limit:
             return await too_big(scope, receive, send)
         seen = 0
@@ -170,6 +173,7 @@ def create_app(
     # Routes are matched in order: the history endpoints, the busiest, first (11x fewer route checks per request).
     for r in (conversations, auth, users, uploads, models, admin, openai_api):
         app.include_router(r.router)
+    install_openapi(app)  # the error responses each route gives (serve/api_errors.py) in /openapi.json
     mount_static(app)
 
     @app.get("/healthz", include_in_schema=False)
