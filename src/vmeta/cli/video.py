@@ -1,4 +1,5 @@
-"""Commands: `vmeta video inspect VIDEO` — the probe, the frames a model will see, and a contact sheet of them."""
+"""Commands: `vmeta video inspect VIDEO` — the probe, the frames a model will see, and a contact sheet of them;
+`vmeta video text VIDEO` — the on-screen text (OCR) with the times it was shown."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vmeta.cli.apps import console, video_app
+from vmeta.cli.apps import console, err_console, video_app
 from vmeta.errors import UserError
 
 
@@ -141,3 +142,42 @@ def inspect(
     if sheet is not None:
         table.add_row("contact sheet", str(sheet))
     console.print(table)
+
+
+@video_app.command("text")
+def text(
+    video: Annotated[Path, typer.Argument(help="A video file.")],
+    fps: Annotated[float, typer.Option(help="Frames read per second; a caption shown at least 1/fps s is seen.")] = 1.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (lines with text, start, end, score, box).")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Read the video again even when a result is cached.")
+    ] = False,
+) -> None:
+    """Print the on-screen text of VIDEO (burned-in captions, titles) with the times it was shown (OCR, [ocr] extra)."""
+    from vmeta.config import get_settings
+    from vmeta.video.screen_text import ScreenTextCache, ScreenTextSettings, format_time, read_screen_text
+
+    try:
+        settings = ScreenTextSettings(fps=fps)
+    except ValueError as exc:
+        raise UserError(f"{exc}.") from None
+    cache = None if no_cache else ScreenTextCache(get_settings().resolved_cache_dir / "screen_text")
+    result = read_screen_text(video, settings, cache=cache)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    if not result.lines:
+        console.print(f"{video}: no on-screen text found.", highlight=False, markup=False, soft_wrap=True)
+        return
+    for line in result.lines:
+        console.print(
+            f"{format_time(line.start)}–{format_time(line.end)}  {line.text}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    s = result.stats
+    how = "from cache" if s.cached else f"{s.frames_read} of {s.frames_sampled} sampled frames read"
+    err_console.print(f"{len(result.lines)} line(s); {how}", highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,540 @@
+"""On-screen text of a video (burned-in captions, meme text, title cards) read by offline OCR.
+
+    result = read_screen_text("clip.mp4", ScreenTextSettings(fps=1.0), cache=ScreenTextCache(cache_dir))
+    for line in result.lines:            # ordered by first appearance
+        print(line.start, line.end, line.text)
+
+Why: short-video metaphors often live in the caption, and a 2B video model at 256x256 per frame cannot read it
+(issue #15). This is the first step — the dataset, prompt context and train/serve parts build on `ScreenText`.
+
+How (costs measured in bench/screen_text.py):
+
+1. **Frames**: sampled at `fps` (default 1) by `vmeta.video.decode.load_video` (seek-based, upright) at a budget
+   of about 720x1280 pixels, so text keeps the detail recognition needs.
+2. **Skip unchanged frames**: each frame's 8x8-block-mean grayscale thumbnail is compared with that of the last
+   frame actually read; when fewer than `change_blocks` blocks moved by more than `change_level`, nothing new
+   can have appeared, so the frame is not OCR'd and the lines seen last are extended to it.
+3. **Detect, then recognise only changed boxes**: text detection (rapidocr's PP-OCR det, on a picture whose
+   long side is `det_side`) runs on a changed frame; a box at the same place as a box of the last read frame
+   whose crop looks the same (block means) keeps that box's text, so a static caption over a moving
+   background is recognised once. Boxes lower than `min_box_height` (fraction of the frame width) and
+   recognitions scoring below `min_score` are dropped.
+4. **Merge across frames**: a recognised text continues a line seen in the previous sampled frame when they
+   match fuzzily (rapidfuzz ratio >= `merge_ratio`), so a caption shown for 3 s is one line with its first
+   and last time (the sampled frames' times); its text is the variant with the highest total score.
+
+Results are cached on disk by (file content key, settings, OCR versions) — a second call reads JSON and runs
+no OCR. `rapidocr` and `onnxruntime` are the `[ocr]` extra, imported only when OCR actually runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from vmeta.errors import UserError
+
+OCR_VERSION = "vmeta-screen-text-1"  # bump when the algorithm changes what a cached result would hold
+INSTALL_HINT = "pip install 'vmeta[ocr]'"
+_FRAME_PIXELS = 720 * 1280  # decode budget: a portrait short video at its usual size
+_BLOCK = 8
+
+
+@dataclass(frozen=True)
+class ScreenTextSettings:
+    """How on-screen text is read; every field is part of the cache key."""
+
+    fps: float = 1.0  # frames read per second; a caption shown >= 1/fps s is seen
+    max_frames: int = 180  # longer videos are sampled more sparsely (memory: ~2.8 MB per frame)
+    det_side: int = 640  # long side of the picture text detection sees (smaller = faster, misses tiny text)
+    min_score: float = 0.85  # recognitions scoring lower are dropped
+    min_box_height: float = 0.02  # boxes lower than this fraction of the frame width are dropped
+    change_level: float = 10.0  # block-mean grey-level change that counts as "changed"
+    change_blocks: int = 3  # a frame is read when at least this many 8x8 blocks changed since the last read
+    merge_ratio: float = 80.0  # rapidfuzz ratio from which texts in consecutive frames are one line
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> None:
+            raise ValueError(f"screen text settings: {name}={getattr(self, name)!r} {why}")
+
+        if not (isinstance(self.fps, int | float) and 0 < self.fps <= 30):
+            bad("fps", "must be a number of frames per second in (0, 30]")
+        if not isinstance(self.max_frames, int) or self.max_frames < 1:
+            bad("max_frames", "must be a positive whole number")
+        if not isinstance(self.det_side, int) or not 160 <= self.det_side <= 4096:
+            bad("det_side", "must be a whole number of pixels in [160, 4096]")
+        if not 0 <= self.min_score <= 1:
+            bad("min_score", "must be in [0, 1]")
+        if not 0 <= self.min_box_height < 1:
+            bad("min_box_height", "must be a fraction of the frame width in [0, 1)")
+        if self.change_level < 0 or self.change_blocks < 1:
+            bad("change_blocks", "and change_level must be positive")
+        if not 0 < self.merge_ratio <= 100:
+            bad("merge_ratio", "must be in (0, 100]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScreenTextSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"screen text settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class ScreenTextLine:
+    """One piece of text as long as it stayed on screen: first and last sampled time it was seen (seconds)."""
+
+    text: str
+    start: float
+    end: float
+    score: float  # mean recognition score of the chosen text
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the decoded frame's pixels, where it was best read
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "start": self.start, "end": self.end, "score": self.score, "box": list(self.box)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScreenTextLine:
+        return cls(
+            text=str(data["text"]),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            score=float(data["score"]),
+            box=tuple(int(v) for v in data["box"]),  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class ScreenTextStats:
+    """What reading cost: frames sampled, frames OCR'd (detection ran), boxes recognised, seconds."""
+
+    frames_sampled: int = 0
+    frames_read: int = 0
+    boxes_recognized: int = 0
+    boxes_reused: int = 0
+    decode_s: float = 0.0
+    ocr_s: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class ScreenText:
+    """The on-screen text of one video, lines ordered by time; empty `lines` when it shows no text."""
+
+    video: str
+    lines: list[ScreenTextLine]
+    frame_size: tuple[int, int]  # (height, width) the boxes refer to
+    sample_times: list[float]
+    settings: ScreenTextSettings
+    stats: ScreenTextStats = field(default_factory=ScreenTextStats)
+
+    @property
+    def text(self) -> str:
+        """The distinct lines in order, one per line — what a prompt block would show."""
+        seen: list[str] = []
+        for line in self.lines:
+            if line.text not in seen:
+                seen.append(line.text)
+        return "\n".join(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "video": self.video,
+            "lines": [line.to_dict() for line in self.lines],
+            "frame_size": list(self.frame_size),
+            "sample_times": [round(t, 4) for t in self.sample_times],
+            "settings": self.settings.to_dict(),
+            "stats": asdict(self.stats),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScreenText:
+        return cls(
+            video=str(data["video"]),
+            lines=[ScreenTextLine.from_dict(d) for d in data["lines"]],
+            frame_size=tuple(int(v) for v in data["frame_size"]),  # type: ignore[arg-type]
+            sample_times=[float(t) for t in data["sample_times"]],
+            settings=ScreenTextSettings.from_dict(data["settings"]),
+            stats=ScreenTextStats(**data.get("stats", {})),
+        )
+
+
+# --- OCR engine ---------------------------------------------------------------------------------------------
+
+
+class OcrEngine(Protocol):
+    """Text detection and recognition on BGR uint8 pictures; counts its calls (tests and the bench read them)."""
+
+    detect_calls: int
+    recognize_calls: int
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]:
+        """Quadrilaterals (4x2 float, image pixels) around text lines."""
+
+    def crop(self, image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+        """The upright crop of one quadrilateral."""
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, score) per crop."""
+
+
+class RapidOcrEngine:
+    """rapidocr (PP-OCR det + rec, ONNX models inside the wheel: nothing is downloaded)."""
+
+    def __init__(self, det_side: int = 640):
+        try:
+            from rapidocr import RapidOCR
+            from rapidocr.utils.process_img import get_rotate_crop_image
+        except ImportError as exc:
+            raise UserError(
+                f"reading on-screen text needs rapidocr and onnxruntime, which are not installed ({exc}); "
+                f"run: {INSTALL_HINT}"
+            ) from None
+        params = {
+            "Global.log_level": "error",
+            "Global.use_cls": False,  # captions are upright; the angle classifier only costs time
+            "Det.limit_type": "max",
+            "Det.limit_side_len": det_side,
+        }
+        self._ocr = RapidOCR(params=params)
+        self._det = self._ocr._load_det_model()
+        self._rec = self._ocr._load_rec_model()
+        self._crop = get_rotate_crop_image
+        self.detect_calls = 0
+        self.recognize_calls = 0
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]:
+        self.detect_calls += 1
+        out = self._det(image)
+        return [] if out.boxes is None else [np.asarray(b, dtype=np.float32) for b in out.boxes]
+
+    def crop(self, image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+        return self._crop(image, quad.copy())
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        if not crops:
+            return []
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        self.recognize_calls += 1
+        out = self._rec(TextRecInput(img=list(crops), return_word_box=False))
+        return [(str(t), float(s)) for t, s in zip(out.txts or (), out.scores or (), strict=False)]
+
+
+_ENGINES: dict[int, RapidOcrEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def default_engine(det_side: int = 640) -> RapidOcrEngine:
+    """One engine per detection size per process: loading the models takes about a second."""
+    with _ENGINES_LOCK:
+        if det_side not in _ENGINES:
+            _ENGINES[det_side] = RapidOcrEngine(det_side)
+        return _ENGINES[det_side]
+
+
+def ocr_versions() -> dict[str, str]:
+    """Versions that decide what OCR returns (part of the cache key)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"vmeta": OCR_VERSION}
+    for dist in ("rapidocr", "onnxruntime"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+# --- cache --------------------------------------------------------------------------------------------------
+
+
+class ScreenTextCache:
+    """Results as JSON under `root`, keyed by (file content key, settings, OCR versions); atomic writes."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, path: str | Path, settings: ScreenTextSettings) -> Path:
+        from vmeta.video.cache import file_content_key
+
+        blob = json.dumps({"s": settings.to_dict(), "v": ocr_versions()}, sort_keys=True)
+        key = f"{file_content_key(path)}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, path: str | Path, settings: ScreenTextSettings) -> ScreenText | None:
+        from vmeta.jsonio import read_json
+
+        entry = self._path(path, settings)
+        if not entry.exists():
+            self.misses += 1
+            return None
+        try:
+            result = ScreenText.from_dict(read_json(entry))
+        except (UserError, OSError, ValueError, KeyError, TypeError):
+            self.misses += 1  # a damaged entry only costs reading the video again
+            return None
+        self.hits += 1
+        result.video = str(path)
+        result.stats.cached = True
+        return result
+
+    def put(self, path: str | Path, settings: ScreenTextSettings, result: ScreenText) -> None:
+        from vmeta.jsonio import write_json
+
+        entry = self._path(path, settings)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_json(entry, result.to_dict())
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+
+def _thumb(frame_chw: np.ndarray) -> np.ndarray:
+    """8x8 block means of the luma (float32): averages out encoding noise, keeps a caption's strokes."""
+    r, g, b = (frame_chw[c].astype(np.float32) for c in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    h, w = (y.shape[0] // _BLOCK) * _BLOCK, (y.shape[1] // _BLOCK) * _BLOCK
+    return y[:h, :w].reshape(h // _BLOCK, _BLOCK, w // _BLOCK, _BLOCK).mean(axis=(1, 3))
+
+
+def _crop_sig(crop: np.ndarray) -> np.ndarray:
+    """A crop's strokes at a fixed 8x48 size: block means of the grey-level gradient. Strokes are sharp and
+    the scene behind a caption mostly smooth, so a caption over a moving background keeps its signature."""
+    g = crop.astype(np.float32).mean(axis=2) if crop.ndim == 3 else crop.astype(np.float32)
+    e = np.zeros_like(g)
+    e[:, 1:] += np.abs(np.diff(g, axis=1))
+    e[1:, :] += np.abs(np.diff(g, axis=0))
+    ys = np.linspace(0, g.shape[0], 9).astype(int)
+    xs = np.linspace(0, g.shape[1], 49).astype(int)
+    rows = np.add.reduceat(e, ys[:-1], axis=0) / np.maximum(np.diff(ys), 1)[:, None]
+    return (np.add.reduceat(rows, xs[:-1], axis=1) / np.maximum(np.diff(xs), 1)[None, :]).astype(np.float32)
+
+
+def _same_look(a: np.ndarray, b: np.ndarray, aspect: float) -> bool:
+    """The same text re-rendered: stroke signatures (each scaled to its mean strength, so a scene that moves
+    behind the strokes matters less) differ by < 0.3 in every character-wide window. Measured on rendered
+    captions: same text over a moving scene 0.17-0.36 (above 0.3 it is simply recognised again), one
+    character changed 0.37-0.44 — a changed character is never taken for the old text."""
+    a = a / max(float(a.mean()), 1e-3)
+    b = b / max(float(b.mean()), 1e-3)
+    col = np.abs(a - b).mean(axis=0)
+    k = max(1, round(col.size * aspect))  # a character is about as wide as the line is high
+    return float(np.convolve(col, np.ones(k) / k, mode="valid").max()) < 0.3
+
+
+def _has_word(text: str) -> bool:
+    """Letters, digits or CJK — a lone '_' or '|' read off an edge in the scene is not text."""
+    return any(ch.isalnum() for ch in text)
+
+
+def _bbox(quad: np.ndarray) -> tuple[int, int, int, int]:
+    x0, y0 = np.rint(quad.min(axis=0)).astype(int).tolist()
+    x1, y1 = np.rint(quad.max(axis=0)).astype(int).tolist()
+    return x0, y0, x1, y1
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Seen:
+    """A box of the last read frame: where, how it looked, what it said."""
+
+    box: tuple[int, int, int, int]
+    sig: np.ndarray
+    text: str
+    score: float
+
+
+@dataclass
+class _Track:
+    """A line being followed across sampled frames."""
+
+    start: float
+    end: float
+    variants: dict[str, list[float]]  # text -> scores
+    best_box: tuple[int, int, int, int]
+    best_score: float
+    last_index: int
+
+    def line(self) -> ScreenTextLine:
+        text = max(self.variants, key=lambda t: (sum(self.variants[t]), len(self.variants[t])))
+        scores = self.variants[text]
+        return ScreenTextLine(
+            text=text,
+            start=round(self.start, 3),
+            end=round(self.end, 3),
+            score=round(sum(scores) / len(scores), 4),
+            box=self.best_box,
+        )
+
+
+def _merge(tracks: list[_Track], index: int, t: float, seen: list[_Seen], ratio: float, fuzz_ratio) -> None:
+    """Continue the lines seen in the previous sampled frame with this frame's texts, or start new ones."""
+    open_tracks = [tr for tr in tracks if tr.last_index == index - 1]
+    taken: set[int] = set()
+    for s in seen:
+        best, best_r = None, ratio
+        for k, tr in enumerate(open_tracks):
+            if k in taken:
+                continue
+            r = max(fuzz_ratio(s.text, v) for v in tr.variants)
+            if r >= best_r:
+                best, best_r = k, r
+        if best is None:
+            tracks.append(_Track(t, t, {s.text: [s.score]}, s.box, s.score, index))
+            continue
+        taken.add(best)
+        tr = open_tracks[best]
+        tr.end, tr.last_index = t, index
+        tr.variants.setdefault(s.text, []).append(s.score)
+        if s.score > tr.best_score:
+            tr.best_box, tr.best_score = s.box, s.score
+
+
+def read_screen_text(
+    path: str | Path,
+    settings: ScreenTextSettings | None = None,
+    *,
+    cache: ScreenTextCache | None = None,
+    engine: OcrEngine | None = None,
+) -> ScreenText:
+    """The on-screen text of the video at `path` (see the module docstring for how and what it costs).
+
+    Raises the decoder's DecodeError / ProbeError (UserErrors naming the file) for unreadable videos, and a
+    UserError saying what to install when rapidocr is missing. `engine` replaces the default rapidocr engine
+    (tests count its calls).
+    """
+    from rapidfuzz.fuzz import ratio as fuzz_ratio
+
+    from vmeta.video.decode import load_video
+    from vmeta.video.sampling import FrameSettings, SamplingError
+
+    settings = settings or ScreenTextSettings()
+    path = Path(path)
+    if not path.is_file():  # the probe's message says what is wrong (missing, a folder, ...)
+        from vmeta.video.probe import probe
+
+        probe(path)
+    if cache is not None:
+        hit = cache.get(path, settings)
+        if hit is not None:
+            return hit
+    if engine is None:
+        engine = default_engine(settings.det_side)  # before decoding: a missing extra fails fast
+
+    frame_settings = FrameSettings(
+        fps=settings.fps,
+        min_frames=1,
+        max_frames=settings.max_frames,
+        frame_factor=1,
+        image_factor=_BLOCK,
+        min_pixels=_FRAME_PIXELS,
+        max_pixels=_FRAME_PIXELS,
+    )
+    t0 = time.perf_counter()
+    try:
+        video = load_video(path, frame_settings)
+    except SamplingError as exc:
+        raise UserError(f"{path}: cannot sample frames to read text from ({exc}).") from None
+    stats = ScreenTextStats(frames_sampled=len(video.indices), decode_s=time.perf_counter() - t0)
+    height, width = video.size
+    min_h = settings.min_box_height * width
+
+    t1 = time.perf_counter()
+    tracks: list[_Track] = []
+    last_thumb: np.ndarray | None = None
+    last_seen: list[_Seen] = []
+    for i, t in enumerate(video.timestamps):
+        frame = video.frames[i]
+        thumb = _thumb(frame)
+        if last_thumb is not None:
+            changed = int((np.abs(thumb - last_thumb) > settings.change_level).sum())
+            if changed < settings.change_blocks:
+                _merge(tracks, i, t, last_seen, 100.0, fuzz_ratio)  # same picture: the same lines go on
+                continue
+        last_thumb = thumb
+        stats.frames_read += 1
+        bgr = np.ascontiguousarray(frame[::-1].transpose(1, 2, 0))  # rapidocr works on OpenCV's BGR
+        seen: list[_Seen] = []
+        todo: list[tuple[_Seen, np.ndarray]] = []
+        for quad in engine.detect(bgr):
+            box = _bbox(quad)
+            if box[3] - box[1] < min_h:
+                continue
+            crop = engine.crop(bgr, quad)
+            sig = _crop_sig(crop)
+            item = _Seen(box, sig, "", 0.0)
+            aspect = (box[3] - box[1]) / max(1, box[2] - box[0])
+            for prev in last_seen:
+                if _iou(prev.box, box) >= 0.8 and _same_look(prev.sig, sig, aspect):
+                    item.text, item.score = prev.text, prev.score
+                    stats.boxes_reused += 1
+                    break
+            else:
+                todo.append((item, crop))
+            seen.append(item)
+        for (item, _), (text, score) in zip(todo, engine.recognize([c for _, c in todo]), strict=True):
+            item.text, item.score = text.strip(), score
+        stats.boxes_recognized += len(todo)
+        seen = [s for s in seen if _has_word(s.text) and s.score >= settings.min_score]
+        seen.sort(key=lambda s: (s.box[1], s.box[0]))
+        _merge(tracks, i, t, seen, settings.merge_ratio, fuzz_ratio)
+        last_seen = seen
+    stats.ocr_s = time.perf_counter() - t1
+
+    lines = [tr.line() for tr in tracks]
+    lines.sort(key=lambda ln: (ln.start, ln.box[1], ln.box[0]))
+    result = ScreenText(
+        video=str(path),
+        lines=lines,
+        frame_size=(height, width),
+        sample_times=[float(t) for t in video.timestamps],
+        settings=settings,
+        stats=stats,
+    )
+    if cache is not None:
+        cache.put(path, settings, result)
+    return result
+
+
+def format_time(seconds: float) -> str:
+    """mm:ss.s — how `vmeta video text` prints times."""
+    m, s = divmod(max(0.0, seconds), 60)
+    return f"{int(m):02d}:{s:04.1f}"
+
+
+__all__ = [
+    "INSTALL_HINT",
+    "OCR_VERSION",
+    "OcrEngine",
+    "RapidOcrEngine",
+    "ScreenText",
+    "ScreenTextCache",
+    "ScreenTextLine",
+    "ScreenTextSettings",
+    "ScreenTextStats",
+    "default_engine",
+    "format_time",
+    "read_screen_text",
+]
