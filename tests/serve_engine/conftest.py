@@ -20,12 +20,10 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 @pytest.fixture(scope="session")
-def engine_data_dir(tmp_path_factory) -> Path:
-    """A VMETA data dir whose models/tiny holds the tiny random Qwen2-VL."""
-    from vmeta.models.tiny import build_tiny
-
+def engine_data_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A VMETA data dir whose models/tiny holds the tiny random Qwen2-VL (a copy of the suite's one)."""
     data = tmp_path_factory.mktemp("engine-data")
-    build_tiny(data / "models" / "tiny", seed=0)
+    shutil.copytree(tiny_model_dir, data / "models" / "tiny")
     return data
 
 

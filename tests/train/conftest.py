@@ -19,19 +19,12 @@ LABELS = [
 
 
 @pytest.fixture(scope="session")
-def train_tiny_model(tmp_path_factory) -> Path:
-    from vmeta.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("train-models") / "tiny", seed=0)
-
-
-@pytest.fixture(scope="session")
-def train_settings(tmp_path_factory, train_tiny_model):
+def train_settings(tmp_path_factory, tiny_model_dir):
     """Settings whose data dir holds models/tiny (so the name "tiny" resolves without building) and a cache."""
     from vmeta.config import Settings
 
     data = tmp_path_factory.mktemp("train-data-dir")
-    shutil.copytree(train_tiny_model, data / "models" / "tiny")
+    shutil.copytree(tiny_model_dir, data / "models" / "tiny")
     return Settings(data_dir=data, hf_offline=True)
 
 
