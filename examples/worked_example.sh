@@ -50,7 +50,13 @@ vmeta predict --run "$W/runs/lora" --data "$W/ds" --split test --out "$W/pred/lo
 # 7. Evaluate (BERTScore needs bert-base-chinese on disk; drop --no-bertscore when you have it) and compare.
 vmeta eval "$W/pred/zero-shot.jsonl" --out "$W/eval/zero-shot" --no-bertscore
 vmeta eval "$W/pred/lora.jsonl" --out "$W/eval/lora" --no-bertscore
-vmeta compare "$W/eval/zero-shot" "$W/eval/lora" --names zero-shot,lora --out "$W/compare"
+vmeta compare "$W/eval/zero-shot" "$W/eval/lora" --names zero-shot,lora --out "$W/compare" --gallery 1 --data "$W/ds"
+
+# 7b. Human evaluation: a blind side-by-side study of the two prediction files. Raters use the page
+#     (`vmeta rate serve DIR`); here two raters' ratings made in a spreadsheet are imported, then the report.
+vmeta rate new "$W/pred/zero-shot.jsonl" "$W/pred/lora.jsonl" --data "$W/ds" --out "$W/study"
+vmeta rate import "$W/study" "$here/sample/ratings.csv"
+vmeta rate report "$W/study"
 
 # 8. Merge the adapter into a standalone model folder (safetensors shards, processor, model card).
 vmeta export "$W/runs/lora" --out "$W/exports/lora" --overwrite

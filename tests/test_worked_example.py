@@ -61,5 +61,9 @@ def test_worked_example_end_to_end(tmp_path):
         # other clips' labels score some overlap (the template's words, shared phrases), not a copy of the reference
         assert 0 < results["headline"]["bleu4"] < 100 and 0 < results["headline"]["rougeL"] < 100
     assert json.loads((work / "runs" / "lora" / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
-    assert (work / "compare" / "compare.md").is_file()
+    assert (work / "compare" / "compare.md").is_file() and (work / "compare" / "gallery.html").is_file()
+    report = json.loads((work / "study" / "report" / "report.json").read_text(encoding="utf-8"))
+    (pair,) = report["win_rates"]  # two models: one pair, the ten imported ratings
+    assert pair["a_wins"] + pair["b_wins"] + pair["ties"] + pair["both_wrong"] == 10
+    assert {m["model"] for m in report["bradley_terry"]} == {"zero-shot", "lora"}
     assert (work / "exports" / "lora" / "model.safetensors").is_file()
