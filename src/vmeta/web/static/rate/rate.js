@@ -1,9 +1,8 @@
 // The rating page (vmeta rate serve). Plain ES module; the server owns the study (which item, which order).
 // The page never learns which model wrote an answer: it sees "A" and "B" and an opaque item id.
-import { currentLanguage, initialLanguage, setLanguage, toggleLanguage, t } from "/static/js/i18n.js";
+import { initialLanguage, setLanguage, toggleLanguage, t } from "/static/js/i18n.js";
+import { $, el, makeApi, meta, renderSegments, toast } from "/static/js/page.js";
 
-const $ = (id) => document.getElementById(id);
-const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
 const TOKEN = meta("rate-token");
 const SLOTS = meta("rate-slots").split(",").filter(Boolean);
 const RATER_KEY = "vmeta_rater";
@@ -20,53 +19,11 @@ const state = {
 };
 
 // ------------------------------------------------------------------------------------------ helpers
-class ApiError extends Error {
-  constructor(status, detail) { super(detail); this.status = status; }
-}
+const api = makeApi("X-Rate-Token", TOKEN);
 
-async function api(path, { method = "GET", body } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-Vmeta-Lang": currentLanguage() } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.headers["X-Rate-Token"] = TOKEN;
-    init.body = JSON.stringify(body);
-  }
-  let res;
-  try { res = await fetch(path, init); } catch { throw new ApiError(0, t("common.network_error")); }
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(res.status, data.detail || `HTTP ${res.status}`);
-  return data;
-}
-
-let toastTimer = null;
-function toast(text, bad = false) {
-  const el = $("toast");
-  el.textContent = text;
-  el.classList.toggle("bad", bad);
-  el.classList.add("show");
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => el.classList.remove("show"), bad ? 5000 : 1500);
-}
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-/** A text cut into slot-tagged segments, highlighted like the review page (textContent only, no HTML). */
-function renderSegments(target, part) {
-  target.replaceChildren();
-  for (const seg of part.segments) {
-    if (seg.slot) {
-      const span = el("span", `slot slot-${seg.slot}`, seg.text);
-      span.title = t(`review.slot.${seg.slot}`);
-      target.append(span);
-    } else {
-      target.append(document.createTextNode(seg.text));
-    }
-  }
+/** An answer with its slots highlighted like the review page (textContent only, no HTML). */
+function renderAnswer(target, part) {
+  renderSegments(target, part.segments);
   if (!part.text.trim()) target.append(el("span", "muted", t("rate.empty_answer")));
 }
 
@@ -136,10 +93,10 @@ function render() {
   }
   showScreen("item");
   $("category").textContent = v.category;
-  renderSegments($("text-a"), v.answers[0]);
-  renderSegments($("text-b"), v.answers[1]);
+  renderAnswer($("text-a"), v.answers[0]);
+  renderAnswer($("text-b"), v.answers[1]);
   $("reference-box").classList.toggle("hidden", !v.reference);
-  if (v.reference) renderSegments($("reference"), v.reference);
+  if (v.reference) renderAnswer($("reference"), v.reference);
   const video = $("video");
   $("no-video").classList.toggle("hidden", Boolean(v.video_url));
   video.classList.toggle("hidden", !v.video_url);

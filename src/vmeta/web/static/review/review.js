@@ -1,8 +1,7 @@
 // The review page (vmeta data review). Plain ES module; the server owns all logic (parsing included).
-import { currentLanguage, initialLanguage, setLanguage, toggleLanguage, t } from "/static/js/i18n.js";
+import { initialLanguage, setLanguage, toggleLanguage, t } from "/static/js/i18n.js";
+import { $, el, makeApi, meta, renderSegments, toast } from "/static/js/page.js";
 
-const $ = (id) => document.getElementById(id);
-const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
 const TOKEN = meta("review-token");
 const SLOTS = ["content", "concept", "source", "feature", "emotion"];
 
@@ -18,55 +17,7 @@ const state = {
 };
 
 // ------------------------------------------------------------------------------------------ helpers
-class ApiError extends Error {
-  constructor(status, detail) { super(detail); this.status = status; }
-}
-
-async function api(path, { method = "GET", body } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-Vmeta-Lang": currentLanguage() } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.headers["X-Review-Token"] = TOKEN;
-    init.body = JSON.stringify(body);
-  }
-  let res;
-  try { res = await fetch(path, init); } catch { throw new ApiError(0, t("common.network_error")); }
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(res.status, data.detail || `HTTP ${res.status}`);
-  return data;
-}
-
-let toastTimer = null;
-function toast(text, bad = false) {
-  const el = $("toast");
-  el.textContent = text;
-  el.classList.toggle("bad", bad);
-  el.classList.add("show");
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => el.classList.remove("show"), bad ? 5000 : 1500);
-}
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-/** Render analysis.segments (text cut into slot-tagged pieces) into `target` — textContent only, no HTML. */
-function renderSegments(target, analysis) {
-  target.replaceChildren();
-  for (const seg of analysis.segments) {
-    if (seg.slot) {
-      const span = el("span", `slot slot-${seg.slot}`, seg.text);
-      span.title = t(`review.slot.${seg.slot}`);
-      span.dataset.slot = seg.slot;
-      target.append(span);
-    } else {
-      target.append(document.createTextNode(seg.text));
-    }
-  }
-}
+const api = makeApi("X-Review-Token", TOKEN);
 
 function missingText(analysis) {
   return analysis.missing.map((s) => t(`review.slot.${s}`)).join("、");
@@ -159,7 +110,7 @@ function renderItem() {
   $("rewrite-label").textContent = item.rewrite ? item.rewrite.text : t("review.no_rewrite");
   $("rewrite-label").classList.toggle("muted", !item.rewrite);
   $("label-origin").textContent = t(`review.origin.${item.label_origin}`);
-  renderSegments($("current-label"), item.analysis);
+  renderSegments($("current-label"), item.analysis.segments);
   renderNotices(item);
   renderMeta(item);
   const video = $("video");
@@ -179,7 +130,7 @@ function renderEditor(item) {
 }
 
 function showPreview(analysis) {
-  renderSegments($("preview"), analysis);
+  renderSegments($("preview"), analysis.segments);
   const badge = $("conformance");
   badge.className = `badge ${analysis.ok ? "accepted" : "rejected"}`;
   badge.textContent = analysis.ok ? t("review.notice.conforms") : t("review.notice.not_conform") + missingText(analysis);
