@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
 from evaldata import SAMPLES, write_predictions
 from typer.testing import CliRunner
 
 from vmeta.cli import app
 from vmeta.errors import UserError
+from vmeta.testing import media
 
 runner = CliRunner()
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
@@ -71,25 +70,6 @@ class Page(HTMLParser):
             self.h3[-1] += data
 
 
-def make_clip(path: Path, frames: int = 8, fps: int = 8) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        for i in range(frames):
-            img = np.full((48, 64, 3), 40 + 20 * i, dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def build_dataset(root: Path) -> Path:
     """The evaluation samples as a dataset folder with a tiny video each (v005's file is missing)."""
     from vmeta.dataset.records import Dataset, Record, SourceRef
@@ -98,7 +78,7 @@ def build_dataset(root: Path) -> Path:
     for i, (cat, ref, _, _) in enumerate(SAMPLES):
         video = f"videos/视频 {i:03d}.mp4"  # a space and Chinese: the page must quote the URL
         if i != 5:
-            make_clip(root / video)
+            media.make_clip(root / video, 64, 48, fps=8, seconds=1.0, audio=False, seed=i)  # H.264: browsers play it
         rec = Record(
             id=f"v{i:03d}",
             video=video,

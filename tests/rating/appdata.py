@@ -4,39 +4,16 @@ strings (so a blindness test can search every response for them) and a dataset f
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 from ratingdata import ROWS
+
+from vmeta.testing import media
 
 # name the study gives each model, the prediction file's stem, and the 'adapter' field its rows carry
 MODELS = {"lora-qx7": "run_alpha_preds", "zeroshot-vk3": "run_beta_preds", "dora-pm9": "run_gamma_preds"}
 COLUMN = {"lora-qx7": 3, "zeroshot-vk3": 5, "dora-pm9": 4}  # good, bad, mid answers of ratingdata.ROWS
 SECRETS = (*MODELS, *MODELS.values(), "predictions/")
-
-
-def make_clip(path: Path, frames: int = 8, fps: int = 8) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        try:
-            stream = out.add_stream("libx264", rate=fps)  # what a browser plays
-        except Exception:  # an FFmpeg build without x264
-            stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        for i in range(frames):
-            img = np.full((48, 64, 3), 30 + 25 * i, dtype=np.uint8)
-            img[:24, :32, 1] = 200
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
 
 
 def build_dataset(root: Path) -> Path:
@@ -47,7 +24,7 @@ def build_dataset(root: Path) -> Path:
     for k, (rid, cat, ref, *_rest) in enumerate(ROWS):
         video = f"videos/{rid}.mp4"
         if rid != "t06":
-            make_clip(root / video)
+            media.make_clip(root / video, 64, 48, fps=8, seconds=1.0, audio=False, seed=k)  # H.264: browsers play it
         records.append(
             Record(id=rid, video=video, category=cat, raw_label=ref, label=ref, source=SourceRef(sheet="s", row=k + 2))
         )
