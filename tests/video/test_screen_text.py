@@ -199,3 +199,19 @@ def test_thumb_ignores_noise_but_sees_a_caption():
     text = base.copy()
     text[:, 1000:1024, 100:124:3] = 255  # a few strokes of one small character
     assert int((np.abs(_thumb(base) - _thumb(text)) > s.change_level).sum()) >= s.change_blocks
+
+
+def test_merge_keeps_one_line_through_a_partial_reading():
+    """Pure merging: a frame that read only the start of a caption continues its line; the full text wins."""
+    from rapidfuzz.fuzz import ratio
+
+    from vmeta.video.screen_text import _merge, _Seen, _Track, format_time
+
+    sig = np.zeros((8, 48), np.float32)
+    tracks: list[_Track] = []
+    frames = [["躺平是一种态度"], ["躺平是一"], ["躺平是一种态度"], ["打工人打工魂"]]
+    for i, texts in enumerate(frames):
+        _merge(tracks, i, float(i), [_Seen((0, 0, 10, 10), sig, t, 0.99) for t in texts], 80.0, ratio)
+    lines = [tr.line() for tr in tracks]
+    assert [(ln.text, ln.start, ln.end) for ln in lines] == [("躺平是一种态度", 0.0, 2.0), ("打工人打工魂", 3.0, 3.0)]
+    assert format_time(75.25) == "01:15.2" and format_time(0) == "00:00.0"
