@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from appdata import SECRETS, make_study
 
-from vmeta.testing.browser import launch_chromium, require_browser, serve_in_thread
+from vmeta.testing.browser import chromium, serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -28,15 +28,8 @@ def served(tmp_path):
 
 @pytest.fixture
 def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def new_page(browser, width: int, height: int, **phone):

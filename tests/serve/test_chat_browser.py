@@ -28,7 +28,7 @@ from vmeta.serve.app import create_app
 from vmeta.serve.echo_engine import EchoEngine
 from vmeta.serve.engine_api import ModelInfo
 from vmeta.testing import media
-from vmeta.testing.browser import launch_chromium, require_browser, serve_in_thread
+from vmeta.testing.browser import chromium, serve_in_thread
 
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
@@ -40,15 +40,8 @@ pytestmark = pytest.mark.browser
 # --------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

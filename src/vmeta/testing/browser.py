@@ -44,6 +44,21 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Debian Chromium under Playwright for the length of the block (skipped, or failed in CI, where
+    it is missing): what a test's `browser` fixture yields."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free right now on `host`, for a server started in another process."""
     with socket.socket() as s:
