@@ -121,3 +121,7 @@ def live(app):
 
     with serve_in_thread(app) as url:
         yield url
+
+
+# the chat page's browser fixtures (tests/serve/chat_page.py), for every browser test of the page
+from chat_page import browser, new_page, serve  # noqa: E402, F401

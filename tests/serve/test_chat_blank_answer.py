@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from test_chat_browser import T, _answer, _guest, _wait_done, browser, new_page, serve  # noqa: F401 (fixtures)
+from chat_page import T, _answer, _guest, _wait_done
 
 from vmeta.serve.echo_engine import EchoEngine
 from vmeta.serve.engine_api import ChatRequest, Event, Token
@@ -33,7 +33,7 @@ class BlankEngine(EchoEngine):
             yield event
 
 
-def test_a_whitespace_answer_is_a_short_note_not_a_blank_box(new_page, serve):  # noqa: F811
+def test_a_whitespace_answer_is_a_short_note_not_a_blank_box(new_page, serve):
     from playwright.sync_api import expect
 
     url = serve(BlankEngine(delay_s=0.02))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from chat_page import T, _open, _wait_done
 from serve_helpers import PASSWORD
-from test_chat_browser import T, _open, _wait_done, browser, new_page, serve  # noqa: F401 (fixtures)
 
 from vmeta.web.common import STATIC_DIR
 
@@ -40,7 +40,7 @@ def test_every_chat_module_is_served_by_the_app_and_allowed_by_its_csp(client):
 
 
 @pytest.mark.browser
-def test_rename_admin_dialog_history_search_and_escape(new_page, serve):  # noqa: F811
+def test_rename_admin_dialog_history_search_and_escape(new_page, serve):
     from playwright.sync_api import expect
 
     url = serve()
