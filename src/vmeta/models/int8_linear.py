@@ -57,8 +57,9 @@ _MATMUL: list[Callable[..., torch.Tensor]] = [int8_matmul]  # the one in use: in
 def compile_int8_matmul(dtype: torch.dtype) -> str:
     """Use :func:`int8_matmul` compiled by ``torch.compile`` (Inductor's C++ kernels) from now on, compiled now
     for `dtype` activations with and without bias, so no answer waits for it; shapes are dynamic, so one
-    compilation serves every layer (a second call for the same dtype costs nothing). -> a sentence for the start line. Without a working C++ compiler it stays
-    eager and says why. Measured on 2 cores (Qwen2-VL-2B vision tower, a 15 s clip at 256x256): 13.2 -> 9.7 s."""
+    compilation serves every layer (a second call for the same dtype costs nothing). -> a sentence for the start
+    line. Without a working C++ compiler it stays eager and says why. Measured on 2 cores (Qwen2-VL-2B vision
+    tower, a 15 s clip at 256x256): 13.2 -> 9.7 s."""
     t0 = time.perf_counter()
     compiled = _MATMUL[0] if _MATMUL[0] is not int8_matmul else torch.compile(int8_matmul, dynamic=True)
     # as answers call it: weights made outside inference mode (at load), activations inside; sizes all different

@@ -44,9 +44,8 @@ import yaml
 from vmeta.errors import UserError
 from vmeta.jsonio import atomic_write_text, read_json, write_json
 from vmeta.models.load import free_memory
-from vmeta.runs import RunManifest, read_run
+from vmeta.runs import FINISHED, RunManifest, read_run
 
-FINISHED = "finished"
 SWEEP_MD = "sweep.md"
 SWEEP_CSV = "sweep.csv"
 SWEEP_JSON = "sweep.json"
