@@ -104,7 +104,7 @@ def test_auto_keeps_small_models_in_full_precision(engine_settings):
 @pytest.mark.skipif(not OPENVINO, reason="openvino is not installed")
 def test_runtime_choice(monkeypatch):
     from vmeta.models import openvino_linear
-    from vmeta.serve.engine import _pick_runtime
+    from vmeta.models.cpu_runtime import pick_runtime as _pick_runtime
 
     assert _pick_runtime("auto", "cpu") == "int8"
     assert _pick_runtime("openvino", "cpu") == "openvino"

@@ -129,3 +129,20 @@ def test_cache_remembers_failures_with_the_right_name(tmp_path, bad_videos):
     with pytest.raises(ProbeError) as info:
         cache.probe(bad_videos["missing"])
     assert info.value.kind == "missing"
+
+
+def test_check_image_names_a_missing_or_broken_picture(tmp_path):
+    from PIL import Image
+
+    from vmeta.errors import UserError
+    from vmeta.video.probe import check_image
+
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8), "red").save(good)
+    check_image(good)  # a real picture passes
+    with pytest.raises(UserError, match=r"the image gone\.png cannot be found; upload it again"):
+        check_image(tmp_path / "gone.png")
+    bad = tmp_path / "fake.png"
+    bad.write_bytes(b"not a picture at all")
+    with pytest.raises(UserError, match=r"fake\.png cannot be read as a picture; upload a PNG, JPEG or WebP"):
+        check_image(bad)

@@ -11,7 +11,7 @@ How it works:
 - **Adapters switch per request, the base never reloads.** The base is loaded once with
   :func:`vmeta.models.load.load_model`; the first adapter wraps it with ``PeftModel.from_pretrained(...,
   adapter_name=...)``, the others join with ``load_adapter``. A request for an adapter runs with that adapter
-  active, a request for the base with every adapter off: :class:`AdapterSwitch` sets the two flags of each LoRA
+  active, a request for the base with every adapter off: :class:`~vmeta.models.adapters.AdapterSwitch` sets the two flags of each LoRA
   layer that matter for inference (what peft's ``set_adapter`` / ``disable_adapter()`` do, minus their
   full-model walks: ~0.1 ms instead of ~50/200 ms on Qwen2-VL-2B on a CPU).
   Adapters named on the command line load at start; adapters found under ``runs/`` load on first use.
@@ -50,6 +50,8 @@ from typing import Any
 
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
+from vmeta.models.adapters import AdapterSwitch, is_dora, remove_partial_adapter
+from vmeta.models.cpu_runtime import accelerate, pick_runtime
 from vmeta.models.load import free_memory
 from vmeta.models.prompt_cache import PromptCache
 from vmeta.serve import model_catalog
@@ -129,7 +131,7 @@ class LocalEngine:
         self.max_full_models = max(1, int(max_full_models))
         self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
-        self.runtime = _pick_runtime(runtime or self.settings.cpu_runtime, self.device)
+        self.runtime = pick_runtime(runtime or self.settings.cpu_runtime, self.device)
         self._auto_runtime = (runtime or self.settings.cpu_runtime or "auto").strip().lower() == "auto"
         self.runtime_note = {"torch": "PyTorch, full weights"}.get(self.runtime, f"{self.runtime} (not loaded yet)")
         self.base_id = model_catalog.base_model_id(self.base, self.settings)
@@ -483,30 +485,13 @@ class LocalEngine:
         return loaded
 
     def _accelerate(self, loaded: Any) -> None:
-        """With an int8 runtime: the model's linear layers get int8 weights, in place. Chosen automatically, it is
-        skipped for small models (test and demo models), where it saves no time and rounds away what they learnt."""
-        if self.runtime != "torch" and self._auto_runtime:
-            n = sum(p.numel() for p in loaded.model.parameters())
-            if n < AUTO_INT8_MIN_PARAMETERS:
-                self.runtime = "torch"
-                self.runtime_note = f"PyTorch, full weights ({n / 1e6:.0f}M parameters: too small for int8 to pay)"
-                return
-        if self.runtime == "int8":
-            from vmeta.models.int8_linear import compile_int8_matmul, convert_linears
-
-            conversion = convert_linears(loaded.model)
-            if self.settings.cpu_compile:
-                conversion.runtime += "; " + compile_int8_matmul(self.dtype)
-        elif self.runtime == "openvino":
-            import torch
-
-            from vmeta.models.openvino_linear import convert_linears as convert_ov
-
-            conversion = convert_ov(loaded.model, precision="bf16" if self.dtype == torch.bfloat16 else "f32")
-        else:
-            return
-        self.runtime_note = conversion.describe()
-        log.info("engine: %s", self.runtime_note)
+        """The loaded model converted for this server's CPU runtime (vmeta.models.cpu_runtime), in place."""
+        runtime, note = accelerate(
+            loaded.model, self.runtime, self.dtype, auto=self._auto_runtime, compile_matmuls=self.settings.cpu_compile
+        )
+        self.runtime = runtime
+        if note is not None:
+            self.runtime_note = note
 
     def _ensure_adapter(self, entry: model_catalog.CatalogEntry) -> tuple[str, float]:
         """Load the adapter beside the base (once) -> (peft adapter name, seconds spent loading now)."""
@@ -517,7 +502,7 @@ class LocalEngine:
         if key in self._adapter_errors:
             raise EngineError(f"model '{entry.id}' cannot be used on this server: {self._adapter_errors[key]}.")
         base = self._load_base()
-        if self.runtime != "torch" and _is_dora(entry.path):
+        if self.runtime != "torch" and is_dora(entry.path):
             reason = (
                 "a DoRA adapter needs the base model's full weights; serve it with --runtime torch, or merge it "
                 "with `vmeta export` and serve the export"
@@ -539,7 +524,7 @@ class LocalEngine:
             else:
                 self._peft.load_adapter(str(entry.path), adapter_name=name, is_trainable=False, low_cpu_mem_usage=True)
         except Exception as exc:
-            _remove_partial_adapter(base.model, self._peft, name)
+            remove_partial_adapter(base.model, self._peft, name)
             if self._switch is not None:
                 self._switch.refresh()
             reason = f"its adapter does not fit the base model {self.base_id} ({_reason(exc)})"
@@ -748,105 +733,6 @@ class LocalEngine:
 # -------------------------------------------------------------------------------------------------------- helpers
 
 
-class AdapterSwitch:
-    """Switch the active LoRA adapter of a PeftModel (or turn adapters off for the base) in well under a millisecond.
-
-    peft's ``set_adapter`` walks every module of the model, toggles ``requires_grad`` on every adapter weight and
-    handles auxiliary modules: ~50 ms on Qwen2-VL-2B on a CPU; ``disable_adapter()`` also computes the model status
-    (~200 ms). For inference only two flags per LoRA layer matter: the active adapter and "adapters disabled". This
-    keeps the list of tuner layers (refreshed after each adapter load) and sets exactly those, keeping peft's own
-    bookkeeping (``active_adapter``) in step. Models with auxiliary trained modules (``modules_to_save``) fall back
-    to peft's own calls, which also switch those.
-    """
-
-    def __init__(self, peft_model: Any) -> None:
-        self.peft = peft_model
-        self.layers: list[Any] = []
-        self.slow = False
-        self.state: str | bool | None = False  # False: unknown; None: adapters off; str: that adapter active
-        self.refresh()
-
-    def refresh(self) -> None:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-        from peft.utils.other import AuxiliaryTrainingWrapper
-
-        self.layers, self.slow = [], False
-        for module in self.peft.base_model.model.modules():
-            if isinstance(module, BaseTunerLayer):
-                self.layers.append(module)
-            elif isinstance(module, AuxiliaryTrainingWrapper):
-                self.slow = True
-        self.state = False
-
-    def activate(self, name: str | None) -> None:
-        """``name``: the adapter to use; None: the base model (every adapter off)."""
-        if name == self.state:
-            return
-        if self.slow:
-            if name is None:
-                self.peft.base_model.disable_adapter_layers()
-            else:
-                self.peft.base_model.enable_adapter_layers()
-                self.peft.set_adapter(name, inference_mode=True)
-        elif name is None:
-            for layer in self.layers:
-                layer._disable_adapters = True
-        else:
-            active = [name]
-            for layer in self.layers:
-                layer._active_adapter = active
-                layer._disable_adapters = False
-            self.peft.base_model.active_adapter = name
-        self.state = name
-
-
-def _remove_partial_adapter(model: Any, peft_model: Any, name: str) -> None:
-    """After a failed load: take out whatever layers of adapter `name` were already injected, so the base model
-    (and the other adapters) answer exactly as before."""
-    try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:  # pragma: no cover
-        return
-    for module in model.modules():
-        if isinstance(module, BaseTunerLayer):
-            with contextlib.suppress(Exception):
-                module.delete_adapter(name)  # drops its weights; a layer left without adapters adds nothing
-    if peft_model is not None:
-        peft_model.peft_config.pop(name, None)
-
-
-RUNTIMES = ("auto", "int8", "openvino", "torch")
-AUTO_INT8_MIN_PARAMETERS = 300_000_000  # "auto" keeps smaller models in full precision
-
-
-def _pick_runtime(asked: str, device: str) -> str:
-    """int8 | openvino | torch for a device. The int8 runtimes are for CPUs; "auto" is int8 there, torch on GPUs."""
-    asked = (asked or "auto").strip().lower()
-    if asked not in RUNTIMES:
-        raise UserError(f"runtime {asked!r} is not one of: {', '.join(RUNTIMES)}.")
-    if not device.startswith("cpu"):
-        if asked in ("int8", "openvino"):
-            raise UserError(f"the {asked} runtime runs on CPUs; this server uses {device}. Use --runtime torch.")
-        return "torch"
-    if asked == "openvino":
-        from vmeta.models.openvino_linear import unavailable
-
-        why = unavailable()
-        if why is not None:
-            raise UserError(f"--runtime openvino: {why}.")
-    return "int8" if asked == "auto" else asked
-
-
-def _is_dora(path: Path | None) -> bool:
-    import json
-
-    try:
-        cfg = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8")) if path else {}
-    except (OSError, ValueError):
-        return False
-    return bool(cfg.get("use_dora"))
-
-
 def _real(path: Path | str) -> str:
     import os
 
@@ -880,25 +766,24 @@ def _local_path(value: Any) -> str | None:
 def _probe_video(path: str) -> None:
     from vmeta.video.probe import probe
 
-    try:
-        probe(path)
-    except UserError as exc:
-        raise EngineError(str(exc)) from None
-    except Exception as exc:  # PyAV oddities: still a sentence for the user
-        raise EngineError(f"the video {Path(path).name} cannot be read ({type(exc).__name__}).") from None
+    _as_engine_error(probe, path, f"the video {Path(path).name} cannot be read")
 
 
 def _check_image(path: str) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from vmeta.video.probe import check_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise EngineError(f"the image {p.name} cannot be found; upload it again.")
+    _as_engine_error(check_image, path, f"the image {Path(path).name} cannot be read")
+
+
+def _as_engine_error(check: Any, path: str, unreadable: str) -> None:
+    """A media check's UserError as the EngineError the client sees; anything else (PyAV/PIL oddities) still a
+    sentence."""
     try:
-        with Image.open(p) as im:
-            im.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        raise EngineError(f"the image {p.name} cannot be read as a picture; upload a PNG, JPEG or WebP.") from None
+        check(path)
+    except UserError as exc:
+        raise EngineError(str(exc)) from None
+    except Exception as exc:
+        raise EngineError(f"{unreadable} ({type(exc).__name__}).") from None
 
 
 def _generation_settings(req: ChatRequest):  # type: ignore[no-untyped-def]
@@ -915,4 +800,4 @@ def _generation_settings(req: ChatRequest):  # type: ignore[no-untyped-def]
     )
 
 
-__all__ = ["AdapterSwitch", "LocalEngine"]
+__all__ = ["LocalEngine"]

@@ -191,6 +191,21 @@ def probe(path: str | Path) -> VideoMeta:
         container.close()
 
 
+def check_image(path: str | Path) -> None:
+    """An image a person attached must exist and decode as a picture (PIL's verify); a UserError that names it
+    otherwise. Beside :func:`probe`, its counterpart for videos, as media checks live in this package."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"the image {p.name} cannot be found; upload it again.")
+    try:
+        with Image.open(p) as im:
+            im.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        raise UserError(f"the image {p.name} cannot be read as a picture; upload a PNG, JPEG or WebP.") from None
+
+
 def unreadable_meta(path: str | Path, error: ProbeError) -> VideoMeta:
     """A VideoMeta for a file that failed probing (what `vmeta data stats` lists as unreadable)."""
     meta = VideoMeta(readable=False, error=f"{error.kind}: {error}")
