@@ -71,7 +71,7 @@ def eval_cmd(
     slot-level scores, per-category tables and bootstrap 95% CIs."""
     from vmeta.config import get_settings
     from vmeta.evaluate.bertscore import BertScoreConfig
-    from vmeta.evaluate.metrics import LABELS, METRICS
+    from vmeta.evaluate.metrics import METRICS, column_labels
     from vmeta.evaluate.report import REPORT, RESULTS, SAMPLES, EvalConfig, fmt_ci, run_eval
 
     if list_metrics:
@@ -131,7 +131,7 @@ def eval_cmd(
         if "score" in entry:
             ci = entry.get("ci95") or [None, None]
             table.add_row(
-                escape(LABELS.get(key, key)),
+                escape(column_labels().get(key, key)),
                 f"{entry['score']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None else ""),
                 str(results["n"]),
             )

@@ -15,7 +15,7 @@ import numpy as np
 from vmeta.errors import UserError
 from vmeta.evaluate import plots
 from vmeta.evaluate.bootstrap import paired_test
-from vmeta.evaluate.metrics import THESIS_COLUMNS
+from vmeta.evaluate.metrics import THESIS_COLUMNS, higher_is_better
 from vmeta.evaluate.report import ALL_LABELS, RESULTS, SAMPLES, fmt_ci
 from vmeta.jsonio import atomic_write_bytes, atomic_write_text, read_json, read_jsonl, write_json
 
@@ -119,7 +119,7 @@ def compare(
     for c in columns:
         means = [(r.results["metrics"][c]["mean"], r.name) for r in runs if r.results["metrics"][c]["mean"] is not None]
         if means:
-            best[c] = max(means)[1]
+            best[c] = (max if higher_is_better(c) else min)(means)[1]
     cmp = Comparison(runs, columns, best)
 
     have_samples = all(r.samples for r in runs)

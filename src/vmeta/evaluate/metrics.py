@@ -27,19 +27,6 @@ from vmeta.dataset.template import FIXED_PHRASES, strip_template_words
 from vmeta.errors import UserError
 from vmeta.evaluate.bertscore import BertScoreConfig, BertScorer
 
-LABELS: dict[str, str] = {
-    "bertscore": "BERT-F1",
-    "bleu4": "BLEU-4",
-    "rougeL": "ROUGE-L",
-    "bertscore_p": "BERT-P",
-    "bertscore_r": "BERT-R",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL_char": "ROUGE-L (char)",
-    "bleu4_stripped": "BLEU-4 (no template words)",
-    "rougeL_stripped": "ROUGE-L (no template words)",
-    "sacrebleu": "corpus BLEU (sacrebleu zh)",
-}
 # The thesis' three columns, in its order (tables 4.2-4.11).
 THESIS_COLUMNS = ("bertscore", "bleu4", "rougeL")
 
@@ -81,19 +68,40 @@ class Metric:
     name: str
     fn: MetricFn
     help: str
+    columns: dict[str, str]  # every per-sample column it writes -> its label in tables and plots
     default: bool = True
     needs_bertscore: bool = False
+    higher_is_better: bool = True  # which run a comparison marks best
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, *, help: str, default: bool = True, needs_bertscore: bool = False):
+def metric(
+    name: str,
+    *,
+    help: str,
+    columns: dict[str, str],
+    default: bool = True,
+    needs_bertscore: bool = False,
+    higher_is_better: bool = True,
+):
+    """Register a metric (lm-eval style: the columns it writes carry their label and direction)."""
+
     def deco(fn: MetricFn) -> MetricFn:
-        METRICS[name] = Metric(name, fn, help, default, needs_bertscore)
+        METRICS[name] = Metric(name, fn, help, columns, default, needs_bertscore, higher_is_better)
         return fn
 
     return deco
+
+
+def column_labels() -> dict[str, str]:
+    """Column -> label over every registered metric (import vmeta.evaluate first: it registers them all)."""
+    return {col: label for m in METRICS.values() for col, label in m.columns.items()}
+
+
+def higher_is_better(column: str) -> bool:
+    return next((m.higher_is_better for m in METRICS.values() if column in m.columns), True)
 
 
 def default_metrics(*, bertscore: bool = True) -> list[str]:
@@ -181,13 +189,21 @@ def _rouge_spec(tokenizer: str, key: str = "rouge-l") -> dict:
 # Registered metrics
 
 
-@metric("bleu4", help="BLEU-4 on characters, nltk sentence_bleu with smoothing method3 (thesis, LLaMA-Factory).")
+@metric(
+    "bleu4",
+    help="BLEU-4 on characters, nltk sentence_bleu with smoothing method3 (thesis, LLaMA-Factory).",
+    columns={"bleu4": "BLEU-4"},
+)
 def _bleu4(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
     scores = np.array([bleu4_chars(p, r) for p, r in zip(preds, refs, strict=True)], dtype=float)
     return MetricResult({"bleu4": scores}, {"bleu4": _bleu_spec()})
 
 
-@metric("rougeL", help="ROUGE-L F on jieba words with rouge-chinese (thesis, LLaMA-Factory); also ROUGE-1/2.")
+@metric(
+    "rougeL",
+    help="ROUGE-L F on jieba words with rouge-chinese (thesis, LLaMA-Factory); also ROUGE-1/2.",
+    columns={"rougeL": "ROUGE-L", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2"},
+)
 def _rougeL(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
     rows = [rouge_scores(jieba_tokens(p), jieba_tokens(r)) for p, r in zip(preds, refs, strict=True)]
     tok = "jieba.cut (default mode, HMM on), tokens joined by spaces"
@@ -206,7 +222,11 @@ def _rougeL(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult
     )
 
 
-@metric("rougeL_char", help="ROUGE-L F on characters (rouge-chinese on space-separated characters).")
+@metric(
+    "rougeL_char",
+    help="ROUGE-L F on characters (rouge-chinese on space-separated characters).",
+    columns={"rougeL_char": "ROUGE-L (char)"},
+)
 def _rougeL_char(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
     scores = np.array([rougeL_chars(p, r) for p, r in zip(preds, refs, strict=True)], dtype=float)
     return MetricResult({"rougeL_char": scores}, {"rougeL_char": _rouge_spec("characters (whitespace dropped)")})
@@ -215,6 +235,7 @@ def _rougeL_char(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricR
 @metric(
     "bertscore",
     help="BERTScore F1 (bert-score semantics), bert-base-chinese layer 8, no rescale.",
+    columns={"bertscore": "BERT-F1", "bertscore_p": "BERT-P", "bertscore_r": "BERT-R"},
     needs_bertscore=True,
 )
 def _bertscore(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
@@ -227,7 +248,11 @@ def _bertscore(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricRes
     )
 
 
-@metric("sacrebleu", help="Corpus BLEU with sacrebleu tokenize='zh' (one number; bootstrapped from sentence stats).")
+@metric(
+    "sacrebleu",
+    help="Corpus BLEU with sacrebleu tokenize='zh' (one number; bootstrapped from sentence stats).",
+    columns={"sacrebleu": "corpus BLEU (sacrebleu zh)"},
+)
 def _sacrebleu(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
     from sacrebleu.metrics import BLEU
 
@@ -250,7 +275,11 @@ def _sacrebleu(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricRes
     )
 
 
-@metric("stripped", help="BLEU-4 and ROUGE-L with the template's fixed words removed from both sides.")
+@metric(
+    "stripped",
+    help="BLEU-4 and ROUGE-L with the template's fixed words removed from both sides.",
+    columns={"bleu4_stripped": "BLEU-4 (no template words)", "rougeL_stripped": "ROUGE-L (no template words)"},
+)
 def _stripped(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
     sp = [strip_template_words(p) for p in preds]
     sr = [strip_template_words(r) for r in refs]

@@ -19,19 +19,19 @@ from vmeta.evaluate import plots
 from vmeta.evaluate.bertscore import BertScoreConfig
 from vmeta.evaluate.bootstrap import corpus_ci, resample_counts, summarize
 from vmeta.evaluate.metrics import (
-    LABELS,
     METRICS,
     THESIS_COLUMNS,
     EvalContext,
+    column_labels,
     default_metrics,
     pkg_version,
     sacrebleu_from_stats,
 )
 from vmeta.evaluate.predictions import ALL, Prediction, file_sha256, load_predictions
-from vmeta.evaluate.slots import SLOT_LABELS
+from vmeta.evaluate.slots import SLOT_LABELS  # noqa: F401  (registers the slot metric and its columns)
 from vmeta.jsonio import atomic_write_text, read_json, write_json, write_jsonl
 
-ALL_LABELS = {**LABELS, **SLOT_LABELS}
+ALL_LABELS = column_labels()  # every registered metric's columns
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
 REPORT = "report.html"

@@ -57,8 +57,21 @@ def parse_pairs(preds: list[str], refs: list[str], ctx: EvalContext):
     return ctx.cache[key]
 
 
+SLOT_LABELS = {
+    "template_ok": "template conformance %",
+    "template_strict": "strict template %",
+    "concept_exact": "concept exact %",
+    "concept_fuzzy": "concept fuzzy",
+    "emotion_fuzzy": "emotion fuzzy",
+    **{f"slot_rougeL_{s}": f"ROUGE-L [{s}]" for s in SLOT_NAMES},
+    **{f"slot_bertscore_{s}": f"BERT-F1 [{s}]" for s in SLOT_NAMES},
+}
+
+
 @metric(
-    "slots", help="Template conformance, concept exact/fuzzy match, emotion similarity, per-slot ROUGE-L/BERTScore."
+    "slots",
+    help="Template conformance, concept exact/fuzzy match, emotion similarity, per-slot ROUGE-L/BERTScore.",
+    columns=SLOT_LABELS,
 )
 def _slots(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
     p_parsed, r_parsed = parse_pairs(preds, refs, ctx)
@@ -136,14 +149,3 @@ def _slots(preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
         }
     }
     return MetricResult(cols, specs, corpus=corpus, sample_extra=extra)
-
-
-SLOT_LABELS = {
-    "template_ok": "template conformance %",
-    "template_strict": "strict template %",
-    "concept_exact": "concept exact %",
-    "concept_fuzzy": "concept fuzzy",
-    "emotion_fuzzy": "emotion fuzzy",
-    **{f"slot_rougeL_{s}": f"ROUGE-L [{s}]" for s in SLOT_NAMES},
-    **{f"slot_bertscore_{s}": f"BERT-F1 [{s}]" for s in SLOT_NAMES},
-}
