@@ -24,6 +24,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "qwen2-vl-2b"
         ({"method": "freeze", "freeze.trainable_layers": 0}, "freeze.trainable_layers=0"),
         ({"method": "qlora"}, "method: unknown method 'qlora'; choose one of lora, loraplus, dora"),
         ({"lora.rank": 8}, "lora.rank: is not a known setting"),
+        ({"training.eval_metrics": ["bleu4", "blue"]}, "training.eval_metrics: unknown metric(s) blue; choose from"),
         ({"training.lr": -1}, "training.lr"),
         ({"data.frames": {"fps": 0}}, "fps"),
         ({"training.eval_steps": 5, "training.best_metric": "bleu9"}, "training.best_metric='bleu9'"),

@@ -95,6 +95,21 @@ def metric(
     return deco
 
 
+def score(names: list[str], preds: list[str], refs: list[str], ctx: EvalContext) -> MetricResult:
+    """Run the named metrics over (prediction, reference) pairs -> one merged result (every column, how each was
+    computed, corpus numbers, per-sample extras): what `vmeta eval` and evaluation during training both score."""
+    merged = MetricResult({}, {})
+    for name in dict.fromkeys(names):
+        if name not in METRICS:
+            raise UserError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}.")
+        res = METRICS[name].fn(preds, refs, ctx)
+        merged.columns.update(res.columns)
+        merged.spec.update(res.spec)
+        merged.corpus.update(res.corpus)
+        merged.sample_extra.update(res.sample_extra)
+    return merged
+
+
 def column_labels() -> dict[str, str]:
     """Column -> label over every registered metric (import vmeta.evaluate first: it registers them all)."""
     return {col: label for m in METRICS.values() for col, label in m.columns.items()}

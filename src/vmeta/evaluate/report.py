@@ -26,6 +26,7 @@ from vmeta.evaluate.metrics import (
     default_metrics,
     pkg_version,
     sacrebleu_from_stats,
+    score,
 )
 from vmeta.evaluate.predictions import ALL, Prediction, file_sha256, load_predictions
 from vmeta.evaluate.slots import SLOT_LABELS  # noqa: F401  (registers the slot metric and its columns)
@@ -76,16 +77,8 @@ def evaluate_rows(rows: list[Prediction], config: EvalConfig) -> tuple[dict, lis
     preds = [r.output for r in rows]
     refs = [r.reference for r in rows]
     ctx = EvalContext(bert=config.bert, show_progress=config.show_progress)
-    columns: dict[str, np.ndarray] = {}
-    computation: dict[str, dict] = {}
-    corpus: dict[str, dict] = {}
-    sample_extra: dict[str, list] = {}
-    for name in config.resolved_metrics():
-        res = METRICS[name].fn(preds, refs, ctx)
-        columns.update(res.columns)
-        computation.update(res.spec)
-        corpus.update(res.corpus)
-        sample_extra.update(res.sample_extra)
+    scored = score(config.resolved_metrics(), preds, refs, ctx)
+    columns, computation, corpus, sample_extra = scored.columns, scored.spec, scored.corpus, scored.sample_extra
 
     n = len(rows)
     names = list(columns)

@@ -157,6 +157,18 @@ class TrainingConfig(_Group):
     eval_batch_size: int = Field(4, ge=1)
     eval_max_new_tokens: int = Field(256, ge=1)
     eval_metrics: list[str] = Field(default_factory=lambda: ["bleu4", "rougeL"])
+
+    @field_validator("eval_metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        """Refused when the config is read, not at the first evaluation after hours of training."""
+        from vmeta.evaluate import METRICS  # the registry, every metric registered
+
+        unknown = [m for m in v if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        return v
+
     bertscore_model: str | None = Field(None, description="Add BERTScore with this encoder (e.g. bert-base-chinese).")
     best_metric: str = Field("rougeL", description="Metric that picks the best checkpoint (higher is better).")
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config file.")
@@ -232,7 +244,10 @@ class TrainConfig(_Group):
             if t.precision == "fp32":
                 raise ValueError("model.quantization needs training.precision bf16/fp16/auto (4/8-bit compute is half)")
         if t.best_metric not in ("loss", "eval_loss") and t.evaluates:
-            known = set(t.eval_metrics) | {"rouge1", "rouge2"} | ({"bertscore"} if t.bertscore_model else set())
+            from vmeta.evaluate import METRICS
+
+            names = [*t.eval_metrics, *(["bertscore"] if t.bertscore_model else [])]
+            known = {col for name in names for col in METRICS[name].columns}  # every column those metrics write
             if t.best_metric not in known:
                 raise ValueError(
                     f"training.best_metric={t.best_metric!r} is not computed during evaluation; choose one of "

@@ -353,7 +353,8 @@ class ValEvaluator:
 
         import numpy as np
 
-        from vmeta.evaluate.metrics import METRICS, EvalContext
+        import vmeta.evaluate  # noqa: F401  (registers every metric)
+        from vmeta.evaluate.metrics import EvalContext, score
         from vmeta.models.generate import GenerationSettings, generate_batch
 
         t0 = time.perf_counter()
@@ -398,13 +399,9 @@ class ValEvaluator:
             self._ctx = EvalContext(bert=bert)
         names = list(self.cfg.training.eval_metrics) + (["bertscore"] if self.cfg.training.bertscore_model else [])
         scores: dict[str, float] = {}
-        for name in dict.fromkeys(names):
-            if name not in METRICS:
-                raise UserError(f"training.eval_metrics: unknown metric {name!r}; known: {sorted(METRICS)}")
-            res = METRICS[name].fn(preds, refs, self._ctx)
-            for col, vals in res.columns.items():
-                arr = np.asarray(vals, dtype=float)
-                scores[col] = float(np.nanmean(arr)) if arr.size else float("nan")
+        for col, vals in score(names, preds, refs, self._ctx).columns.items():  # the scoring `vmeta eval` does
+            arr = np.asarray(vals, dtype=float)
+            scores[col] = float(np.nanmean(arr)) if arr.size else float("nan")
         scores["samples"] = float(len(preds))
         scores["runtime"] = time.perf_counter() - t0
         return scores
