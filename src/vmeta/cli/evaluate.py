@@ -20,6 +20,15 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
+# the case gallery's video folder, for vmeta eval and vmeta compare alike
+GalleryData = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", help="Dataset folder of the videos, for the gallery's frames (default: the one predicted on)."
+    ),
+]
+
+
 @app.command("eval")
 def eval_cmd(
     predictions: Annotated[
@@ -60,12 +69,7 @@ def eval_cmd(
     gallery: Annotated[
         int | None, typer.Option("--gallery", help="Also write OUT/gallery.html with N test videos per category.")
     ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data", help="Dataset folder of the videos, for the gallery's frames (default: the one predicted on)."
-        ),
-    ] = None,
+    data: GalleryData = None,
 ) -> None:
     """Score predictions against references: BLEU-4, ROUGE-L, BERTScore (thesis-comparable) + alternates,
     slot-level scores, per-category tables and bootstrap 95% CIs."""
@@ -186,12 +190,7 @@ def compare_cmd(
         int | None,
         typer.Option("--gallery", help="Also write OUT/gallery.html: N test videos per category, every run's answer."),
     ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data", help="Dataset folder of the videos, for the gallery's frames (default: the one predicted on)."
-        ),
-    ] = None,
+    data: GalleryData = None,
 ) -> None:
     """Thesis-style comparison table (tables 4.2–4.11): runs as rows, 95% CIs, best per column in bold.
 
