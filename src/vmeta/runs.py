@@ -117,7 +117,9 @@ def read_run(folder: str | Path) -> RunManifest | None:
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a JSON object; this folder's run.json was overwritten by something else.")
-    return _validate(_migrate(raw, read_config(folder)), path)
+    # config.yaml only for what run.json leaves out (older runs): the catalogue re-reads every run every few seconds
+    complete = all(raw.get(k) for k in ("method", "dataset", "frames")) and (raw.get("base_model") or raw.get("model"))
+    return _validate(_migrate(raw, {} if complete else read_config(folder)), path)
 
 
 def update_run(folder: str | Path, **fields: Any) -> RunManifest:

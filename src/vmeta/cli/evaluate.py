@@ -87,14 +87,8 @@ def eval_cmd(
     settings = get_settings()
     bert = None
     if not no_bertscore:
-        bert = BertScoreConfig(
-            model=bert_model,
-            num_layers=bert_layer,
-            idf=idf,
-            batch_size=bert_batch_size,
-            device=bert_device,
-            models_dir=str(settings.models_dir) if settings.models_dir else None,
-            offline=settings.hf_offline,
+        bert = BertScoreConfig.from_settings(
+            settings, model=bert_model, num_layers=bert_layer, idf=idf, batch_size=bert_batch_size, device=bert_device
         )
     config = EvalConfig(metrics=_split(metrics), bert=bert, n_boot=bootstrap, seed=seed, show_progress=True)
     judge = None

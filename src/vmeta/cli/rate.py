@@ -106,13 +106,7 @@ def report_cmd(
         from vmeta.config import get_settings
         from vmeta.evaluate.bertscore import BertScoreConfig
 
-        settings = get_settings()
-        bert = BertScoreConfig(
-            model=bertscore_model,
-            num_layers=bert_layer,
-            models_dir=str(settings.models_dir) if settings.models_dir else None,
-            offline=settings.hf_offline,
-        )
+        bert = BertScoreConfig.from_settings(get_settings(), model=bertscore_model, num_layers=bert_layer)
     study = Study.open(study_dir)
     report, files = write_report(
         study,

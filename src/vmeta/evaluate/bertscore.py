@@ -55,6 +55,13 @@ class BertScoreConfig:
         if self.batch_size < 1:
             raise UserError(f"--bert-batch-size must be >= 1, got {self.batch_size}.")
 
+    @classmethod
+    def from_settings(cls, settings: Any, **fields: Any) -> BertScoreConfig:
+        """A config that looks for the encoder where the settings say models live (VMETA_MODELS_DIR) and stays
+        offline when they do: what every command that scores with BERTScore passes."""
+        models_dir = str(settings.models_dir) if settings.models_dir else None
+        return cls(models_dir=models_dir, offline=settings.hf_offline, **fields)
+
 
 def resolve_model(name: str, models_dir: str | Path | None = None) -> str:
     """A local folder if there is one (the name itself, or MODELS_DIR/<name>, MODELS_DIR/<last part>), else the Hub id."""

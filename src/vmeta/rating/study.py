@@ -326,6 +326,7 @@ class Study:
         self.items = items
         self.predictions = predictions  # model -> id -> Prediction (the study's copies)
         self.item_by_id = {it["item"]: it for it in items}
+        self._by_key = {(it["id"], tuple(it["models"])): it for it in items}  # (test id, sorted pair) -> item
         self.created = False
         self.left_out: dict[str, list[str]] = {}
         self._videos: dict[str, Path] | None = None
@@ -396,10 +397,7 @@ class Study:
 
     def find_item(self, test_id: str, model_x: str, model_y: str) -> dict | None:
         """The item rating test_id on this pair of models (either order), or None."""
-        key = (str(test_id), tuple(sorted((model_x, model_y))))
-        if not hasattr(self, "_by_key"):
-            self._by_key = {(it["id"], tuple(it["models"])): it for it in self.items}
-        return self._by_key.get(key)
+        return self._by_key.get((str(test_id), tuple(sorted((model_x, model_y)))))
 
     # ---- ratings
     def ratings(self) -> list[dict]:
@@ -476,6 +474,39 @@ class Study:
         """Store one rating and return it. `choice` is what the rater picked: a | b | tie | both_wrong, where A
         and B are the answers as shown (`shown_order`, or `order` for imported ratings); `slots` is keyed "a" /
         "b" -> {slot: 0/1}. Raises AlreadyRated if this rater already rated this item; UserError on bad input."""
+        row = self.rating_row(rater, item, choice, slots, note, seconds, source, order=order, time=time)
+        if not self.store([row]):
+            raise AlreadyRated(f"{row['rater']} has already rated item '{item}'; each rater rates an item once.")
+        return row
+
+    def store(self, rows: list[dict]) -> list[dict]:
+        """Append rating rows (from :meth:`rating_row`) under the study's lock, reading the stored ratings once;
+        -> the rows stored (a row whose rater already rated its item, before or earlier in `rows`, is left out)."""
+        stored = []
+        with self.locked():
+            seen = {(r.get("rater"), r.get("item")) for r in self.ratings()}
+            for row in rows:
+                if (row["rater"], row["item"]) in seen:
+                    continue
+                append_jsonl(self.root / RATINGS, row)
+                seen.add((row["rater"], row["item"]))
+                stored.append(row)
+        return stored
+
+    def rating_row(
+        self,
+        rater: str,
+        item: str,
+        choice: str,
+        slots: dict | None = None,
+        note: str = "",
+        seconds: float | None = None,
+        source: str = "page",
+        *,
+        order: tuple[str, str] | None = None,
+        time: str | None = None,
+    ) -> dict:
+        """The row :meth:`record` stores, checked (UserError on bad input), not yet stored."""
         rater = check_rater(rater)
         it = self.item(item)
         if choice not in CHOICES:
@@ -499,7 +530,7 @@ class Study:
             if not seconds >= 0:
                 raise UserError(f"seconds must be >= 0, got {seconds}.")
         winner = {"a": model_a, "b": model_b}.get(choice, choice)
-        row = {
+        return {
             "item": item,
             "id": it["id"],
             "rater": rater,
@@ -512,11 +543,6 @@ class Study:
             "source": source,
             "seconds": seconds,
         }
-        with self.locked():
-            if any(r.get("rater") == rater and r.get("item") == item for r in self.ratings()):
-                raise AlreadyRated(f"{rater} has already rated item '{item}'; each rater rates an item once.")
-            append_jsonl(self.root / RATINGS, row)
-        return row
 
     def progress(self, rater: str) -> dict:
         """done: items this rater rated; total: done + the items still open to them (not rated by them and not yet

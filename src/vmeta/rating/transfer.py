@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vmeta.errors import UserError
 from vmeta.jsonio import atomic_write_text, dumps
-from vmeta.rating.study import SLOTS, AlreadyRated, Study, check_rater
+from vmeta.rating.study import SLOTS, Study, check_rater
 
 REQUIRED = ("id", "rater", "model_a", "model_b", "winner")
 SLOT_COLUMNS = [f"{side}_{s}" for side in ("a", "b") for s in SLOTS]
@@ -196,7 +196,7 @@ def import_ratings(study: Study, path: Path, fmt: str | None = None) -> ImportRe
     path = Path(path)
     fmt = _format_of(path, fmt)
     result = ImportResult()
-    seen = {(r["rater"], r["item"]) for r in study.ratings()}
+    rows: list[dict] = []
     for line, row, problem in _read_rows(path, fmt):
         result.rows += 1
         if row is None:
@@ -204,32 +204,14 @@ def import_ratings(study: Study, path: Path, fmt: str | None = None) -> ImportRe
             continue
         try:
             kw = _parse(study, row)
+            rows.append(study.rating_row(source=f"import:{path.name}", **kw))
         except RowError as exc:
             result.errors.append(f"{path.name} line {line}, field '{exc.column}': {exc}")
-            continue
-        if (kw["rater"], kw["item"]) in seen:
-            result.duplicates += 1
-            continue
-        try:
-            study.record(
-                kw["rater"],
-                kw["item"],
-                kw["choice"],
-                kw["slots"],
-                kw["note"],
-                kw["seconds"],
-                f"import:{path.name}",
-                order=kw["order"],
-                time=kw["time"],
-            )
-        except AlreadyRated:  # stored meanwhile by the page
-            result.duplicates += 1
-            continue
         except UserError as exc:
             result.errors.append(f"{path.name} line {line}: {exc}")
-            continue
-        seen.add((kw["rater"], kw["item"]))
-        result.imported += 1
+    # one read of the stored ratings for the whole file; a rater's item stored before (or twice here) is a duplicate
+    result.imported = len(study.store(rows))
+    result.duplicates = len(rows) - result.imported
     return result
 
 
