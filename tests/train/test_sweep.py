@@ -361,3 +361,18 @@ def test_two_run_sweep_on_the_tiny_model(tmp_path, train_dataset, train_settings
     result = sw.run_sweep(spec, settings=train_settings)
     assert [o.status for o in result.outcomes] == ["skipped", "skipped"]
     assert {r.name: (r.path / "run.json").stat().st_mtime_ns for r in spec.runs} == mtimes
+
+
+def test_the_evaluation_scores_bertscore_with_the_sweep_s_encoder_and_layer(tmp_path):
+    """eval.bert_model / bert_layer reach BERTScore (they once raised TypeError: BertScoreConfig has no 'layer')."""
+    from vmeta.config import Settings
+
+    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models", hf_offline=True)
+    bert = sw.EvalSettings(bert_model="my-bert", bert_layer=5).bert_config(settings)
+    assert (bert.model, bert.num_layers, bert.models_dir, bert.offline) == (
+        "my-bert",
+        5,
+        str(tmp_path / "models"),
+        True,
+    )
+    assert sw.EvalSettings(no_bertscore=True).bert_config(settings) is None

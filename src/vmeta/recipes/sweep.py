@@ -113,6 +113,17 @@ class EvalSettings:
     batch_size: int = 1
     device: str | None = None
 
+    def bert_config(self, settings: Any = None) -> Any:
+        """BERTScore for the evaluation (None with no_bertscore), found where the settings say models live."""
+        if self.no_bertscore:
+            return None
+        from vmeta.config import get_settings
+        from vmeta.evaluate.bertscore import BertScoreConfig
+
+        return BertScoreConfig.from_settings(
+            settings or get_settings(), model=self.bert_model, num_layers=self.bert_layer
+        )
+
     def __post_init__(self) -> None:
         """An unknown metric is refused when the sweep is read, not after its first run has trained."""
         if self.metrics is not None:
@@ -513,7 +524,6 @@ def evaluate_run(run: Path, ev: EvalSettings, *, settings: Any = None) -> bool:
     if (out / "results.json").is_file():
         return True
     try:
-        from vmeta.evaluate.bertscore import BertScoreConfig
         from vmeta.evaluate.report import EvalConfig, run_eval
         from vmeta.models.generate import GenerationSettings
         from vmeta.predict import PredictConfig, predict
@@ -546,8 +556,7 @@ def evaluate_run(run: Path, ev: EvalSettings, *, settings: Any = None) -> bool:
     summary = predict(pc, settings=settings)
     if summary.errors:
         raise RuntimeError(f"{summary.errors} prediction(s) failed in {preds} (ids {summary.error_ids[:5]})")
-    bert = None if ev.no_bertscore else BertScoreConfig(model=ev.bert_model, layer=ev.bert_layer)
-    run_eval(preds, out, EvalConfig(metrics=ev.metrics, bert=bert, n_boot=ev.bootstrap))
+    run_eval(preds, out, EvalConfig(metrics=ev.metrics, bert=ev.bert_config(settings), n_boot=ev.bootstrap))
     from vmeta.models.load import clear_model_cache
 
     clear_model_cache()
