@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 from vmeta.errors import UserError
 from vmeta.evaluate.predictions import Prediction, file_sha256, load_predictions
@@ -458,25 +459,12 @@ class Study:
             append_jsonl(self.root / ASSIGNED, {"rater": rater, "item": pick, "time": now_utc()})
             return self.item_by_id[pick]
 
-    def record(
-        self,
-        rater: str,
-        item: str,
-        choice: str,
-        slots: dict | None = None,
-        note: str = "",
-        seconds: float | None = None,
-        source: str = "page",
-        *,
-        order: tuple[str, str] | None = None,
-        time: str | None = None,
-    ) -> dict:
-        """Store one rating and return it. `choice` is what the rater picked: a | b | tie | both_wrong, where A
-        and B are the answers as shown (`shown_order`, or `order` for imported ratings); `slots` is keyed "a" /
-        "b" -> {slot: 0/1}. Raises AlreadyRated if this rater already rated this item; UserError on bad input."""
-        row = self.rating_row(rater, item, choice, slots, note, seconds, source, order=order, time=time)
+    def record(self, *args: Any, **kwargs: Any) -> dict:
+        """Store one rating (the arguments of :meth:`rating_row`) and return it. Raises AlreadyRated if this rater
+        already rated this item; UserError on bad input."""
+        row = self.rating_row(*args, **kwargs)
         if not self.store([row]):
-            raise AlreadyRated(f"{row['rater']} has already rated item '{item}'; each rater rates an item once.")
+            raise AlreadyRated(f"{row['rater']} has already rated item '{row['item']}'; each rater rates an item once.")
         return row
 
     def store(self, rows: list[dict]) -> list[dict]:
@@ -506,7 +494,9 @@ class Study:
         order: tuple[str, str] | None = None,
         time: str | None = None,
     ) -> dict:
-        """The row :meth:`record` stores, checked (UserError on bad input), not yet stored."""
+        """A rating checked (UserError on bad input), not yet stored: `choice` is what the rater picked, a | b | tie |
+        both_wrong, where A and B are the answers as shown (`shown_order`, or `order` for imported ratings);
+        `slots` is keyed "a" / "b" -> {slot: 0/1}."""
         rater = check_rater(rater)
         it = self.item(item)
         if choice not in CHOICES:
