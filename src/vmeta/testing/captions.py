@@ -114,8 +114,10 @@ def make_caption_clip(
     moving_background: bool = True,
     font: Path | None = None,
     seed: int = 0,
+    gop: int | None = None,
 ) -> Path:
-    """Write an H.264 MP4 of `seconds` with `captions` burned in over a (moving or still) background."""
+    """Write an H.264 MP4 of `seconds` with `captions` burned in over a (moving or still) background; `gop`:
+    frames between keyframes (default: x264's, 250)."""
     import av
 
     font = font or find_cjk_font()
@@ -129,7 +131,10 @@ def make_caption_clip(
     with av.open(str(path), "w") as container:
         stream = container.add_stream("h264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "23"}
+        options = {"preset": "ultrafast", "crf": "23"}
+        if gop:
+            options |= {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        stream.options = options
         still = None if moving_background else _background(0, float(rate), width, height, False, seed)
         for i in range(n):
             t = i / float(rate)

@@ -9,8 +9,9 @@ Why: short-video metaphors often live in the caption, and a 2B video model at 25
 
 How (costs measured in bench/screen_text.py):
 
-1. **Frames**: sampled at `fps` (default 1) by `vmeta.video.decode.load_video` (seek-based, upright) at a budget
-   of about 720x1280 pixels, so text keeps the detail recognition needs.
+1. **Frames**: sampled at `fps` (default 1) by `vmeta.video.decode.iter_video` (seek-based, upright) at a budget
+   of about 720x1280 pixels, so text keeps the detail recognition needs; decoded a few GOPs (>= 16 frames,
+   ~45 MB) at a time and dropped once read, so memory does not grow with the video's length.
 2. **Skip unchanged frames**: each frame's 8x8-block-mean grayscale thumbnail is compared with that of the last
    frame actually read; when fewer than `change_blocks` blocks moved by more than `change_level`, nothing new
    can have appeared, so the frame is not OCR'd and the lines seen last are extended to it.
@@ -34,7 +35,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ OCR_VERSION = "vmeta-screen-text-1"  # bump when the algorithm changes what a ca
 INSTALL_HINT = "pip install 'vmeta[ocr]'"
 _FRAME_PIXELS = 720 * 1280  # decode budget: a portrait short video at its usual size
 _BLOCK = 8
+_CHUNK_FRAMES = 16  # frames decoded at once: ~45 MB at 720x1280 instead of every sampled frame
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class ScreenTextSettings:
     """How on-screen text is read; every field is part of the cache key."""
 
     fps: float = 1.0  # frames read per second; a caption shown >= 1/fps s is seen
-    max_frames: int = 180  # longer videos are sampled more sparsely (memory: ~2.8 MB per frame)
+    max_frames: int = 180  # longer videos are sampled more sparsely (bounds the time)
     det_side: int = 640  # long side of the picture text detection sees (smaller = faster, misses tiny text)
     min_score: float = 0.85  # recognitions scoring lower are dropped
     min_box_height: float = 0.02  # boxes lower than this fraction of the frame width are dropped
@@ -450,6 +452,42 @@ def _merge(tracks: list[_Track], index: int, t: float, seen: list[_Seen], ratio:
             tr.best_box, tr.best_score = s.box, s.score
 
 
+def _read_frame(
+    engine: OcrEngine,
+    frame: np.ndarray,
+    last_seen: list[_Seen],
+    min_h: float,
+    settings: ScreenTextSettings,
+    stats: ScreenTextStats,
+) -> list[_Seen]:
+    """Detect the text boxes of one changed frame; recognise those not seen unchanged in the last read frame."""
+    bgr = np.ascontiguousarray(frame[::-1].transpose(1, 2, 0))  # rapidocr works on OpenCV's BGR
+    seen: list[_Seen] = []
+    todo: list[tuple[_Seen, np.ndarray]] = []
+    for quad in engine.detect(bgr):
+        box = _bbox(quad)
+        if box[3] - box[1] < min_h:
+            continue
+        crop = engine.crop(bgr, quad)
+        sig = _crop_sig(crop)
+        item = _Seen(box, sig, "", 0.0)
+        aspect = (box[3] - box[1]) / max(1, box[2] - box[0])
+        for prev in last_seen:
+            if _iou(prev.box, box) >= 0.8 and _same_look(prev.sig, sig, aspect):
+                item.text, item.score = prev.text, prev.score
+                stats.boxes_reused += 1
+                break
+        else:
+            todo.append((item, crop))
+        seen.append(item)
+    for (item, _), (text, score) in zip(todo, engine.recognize([c for _, c in todo]), strict=True):
+        item.text, item.score = text.strip(), score
+    stats.boxes_recognized += len(todo)
+    seen = [s for s in seen if _has_word(s.text) and s.score >= settings.min_score]
+    seen.sort(key=lambda s: (s.box[1], s.box[0]))
+    return seen
+
+
 def read_screen_text(
     path: str | Path,
     settings: ScreenTextSettings | None = None,
@@ -465,7 +503,7 @@ def read_screen_text(
     """
     from rapidfuzz.fuzz import ratio as fuzz_ratio
 
-    from vmeta.video.decode import load_video
+    from vmeta.video.decode import iter_video
     from vmeta.video.sampling import FrameSettings, SamplingError
 
     settings = settings or ScreenTextSettings()
@@ -490,56 +528,43 @@ def read_screen_text(
         min_pixels=_FRAME_PIXELS,
         max_pixels=_FRAME_PIXELS,
     )
-    t0 = time.perf_counter()
-    try:
-        video = load_video(path, frame_settings)
-    except SamplingError as exc:
-        raise UserError(f"{path}: cannot sample frames to read text from ({exc}).") from None
-    stats = ScreenTextStats(frames_sampled=len(video.indices), decode_s=time.perf_counter() - t0)
-    height, width = video.size
-    min_h = settings.min_box_height * width
-
-    t1 = time.perf_counter()
+    stats = ScreenTextStats()
     tracks: list[_Track] = []
     last_thumb: np.ndarray | None = None
     last_seen: list[_Seen] = []
-    for i, t in enumerate(video.timestamps):
-        frame = video.frames[i]
-        thumb = _thumb(frame)
-        if last_thumb is not None:
-            changed = int((np.abs(thumb - last_thumb) > settings.change_level).sum())
-            if changed < settings.change_blocks:
-                _merge(tracks, i, t, last_seen, 100.0, fuzz_ratio)  # same picture: the same lines go on
-                continue
-        last_thumb = thumb
-        stats.frames_read += 1
-        bgr = np.ascontiguousarray(frame[::-1].transpose(1, 2, 0))  # rapidocr works on OpenCV's BGR
-        seen: list[_Seen] = []
-        todo: list[tuple[_Seen, np.ndarray]] = []
-        for quad in engine.detect(bgr):
-            box = _bbox(quad)
-            if box[3] - box[1] < min_h:
-                continue
-            crop = engine.crop(bgr, quad)
-            sig = _crop_sig(crop)
-            item = _Seen(box, sig, "", 0.0)
-            aspect = (box[3] - box[1]) / max(1, box[2] - box[0])
-            for prev in last_seen:
-                if _iou(prev.box, box) >= 0.8 and _same_look(prev.sig, sig, aspect):
-                    item.text, item.score = prev.text, prev.score
-                    stats.boxes_reused += 1
-                    break
-            else:
-                todo.append((item, crop))
-            seen.append(item)
-        for (item, _), (text, score) in zip(todo, engine.recognize([c for _, c in todo]), strict=True):
-            item.text, item.score = text.strip(), score
-        stats.boxes_recognized += len(todo)
-        seen = [s for s in seen if _has_word(s.text) and s.score >= settings.min_score]
-        seen.sort(key=lambda s: (s.box[1], s.box[0]))
-        _merge(tracks, i, t, seen, settings.merge_ratio, fuzz_ratio)
-        last_seen = seen
-    stats.ocr_s = time.perf_counter() - t1
+    sample_times: list[float] = []
+    size = (0, 0)
+    chunks = iter_video(path, frame_settings, chunk_frames=_CHUNK_FRAMES)
+    with closing(chunks):
+        while True:
+            t0 = time.perf_counter()
+            try:
+                video = next(chunks, None)
+            except SamplingError as exc:
+                raise UserError(f"{path}: cannot sample frames to read text from ({exc}).") from None
+            stats.decode_s += time.perf_counter() - t0
+            if video is None:
+                break
+            size = video.size
+            min_h = settings.min_box_height * size[1]
+            t1 = time.perf_counter()
+            for frame, t in zip(video.frames, video.timestamps, strict=True):
+                i = len(sample_times)
+                sample_times.append(float(t))
+                thumb = _thumb(frame)
+                if last_thumb is not None:
+                    changed = int((np.abs(thumb - last_thumb) > settings.change_level).sum())
+                    if changed < settings.change_blocks:
+                        _merge(tracks, i, t, last_seen, 100.0, fuzz_ratio)  # same picture: the same lines go on
+                        continue
+                last_thumb = thumb
+                stats.frames_read += 1
+                last_seen = _read_frame(engine, frame, last_seen, min_h, settings, stats)
+                _merge(tracks, i, t, last_seen, settings.merge_ratio, fuzz_ratio)
+            stats.ocr_s += time.perf_counter() - t1
+            del video  # the next chunk replaces it rather than joining it
+    stats.frames_sampled = len(sample_times)
+    height, width = size
 
     lines = [tr.line() for tr in tracks]
     lines.sort(key=lambda ln: (ln.start, ln.box[1], ln.box[0]))
@@ -547,7 +572,7 @@ def read_screen_text(
         video=str(path),
         lines=lines,
         frame_size=(height, width),
-        sample_times=[float(t) for t in video.timestamps],
+        sample_times=sample_times,
         settings=settings,
         stats=stats,
     )
