@@ -11,7 +11,7 @@ from vmeta import runs
 from vmeta.export.merge import read_run as export_view
 from vmeta.models.load import resolve_run
 from vmeta.predict import _run_inputs
-from vmeta.recipes.sweep import plan_status
+from vmeta.recipes.sweep_plan import plan_status
 from vmeta.serve.model_catalog import discover, recorded_frames
 from vmeta.train.run import run_training
 

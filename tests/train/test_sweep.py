@@ -14,6 +14,8 @@ import yaml
 
 from vmeta.errors import UserError
 from vmeta.recipes import sweep as sw
+from vmeta.recipes.sweep_names import format_value, short_names
+from vmeta.recipes.sweep_plan import EvalSettings, load_grid
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +71,7 @@ def test_product_grid_names_and_overrides(tmp_path):
           training.lr: [1e-5, 5.0e-5]
         """,
     )
-    spec = sw.load_grid(g, out_dir=tmp_path / "out")
+    spec = load_grid(g, out_dir=tmp_path / "out")
     names = [r.name for r in spec.runs]
     assert names == ["epochs1_lr1e-5", "epochs1_lr5e-5", "epochs4_lr1e-5", "epochs4_lr5e-5"]
     r = spec.runs[2]
@@ -90,7 +92,7 @@ def test_paired_keys_both_spellings_and_method_values(tmp_path):
           method: [lora, rslora]
         """,
     )
-    spec = sw.load_grid(g, out_dir=tmp_path / "o")
+    spec = load_grid(g, out_dir=tmp_path / "o")
     assert [r.name for r in spec.runs] == [
         "r8_alpha16_lr3e-5_method-lora",
         "r8_alpha16_lr3e-5_method-rslora",
@@ -99,7 +101,7 @@ def test_paired_keys_both_spellings_and_method_values(tmp_path):
     ]
     assert spec.runs[3].overrides["lora.r"] == 16 and spec.runs[3].overrides["lora.alpha"] == 32
     g2 = _grid(tmp_path, 'grid:\n  "lora.r, lora.alpha": [[8, 16]]\n', "g2.yaml")
-    assert sw.load_grid(g2, out_dir=tmp_path / "o").runs[0].overrides["lora.alpha"] == 16
+    assert load_grid(g2, out_dir=tmp_path / "o").runs[0].overrides["lora.alpha"] == 16
 
 
 def test_several_grids_share_runs_and_colliding_short_names(tmp_path):
@@ -116,7 +118,7 @@ def test_several_grids_share_runs_and_colliding_short_names(tmp_path):
             lora.r: [8]
         """,
     )
-    spec = sw.load_grid(g, out_dir=tmp_path / "o")
+    spec = load_grid(g, out_dir=tmp_path / "o")
     # The defaults fill in keys a grid does not vary: epochs1/lr 5e-5 is in grids 0 and 1 and trained once.
     by_name = {r.name: r for r in spec.runs}
     assert {n: r.grids for n, r in by_name.items()} == {
@@ -128,19 +130,19 @@ def test_several_grids_share_runs_and_colliding_short_names(tmp_path):
     shared = [r for r in spec.runs if len(r.grids) > 1]
     assert len(shared) == 1 and shared[0].grids == [0, 1]
     assert spec.grids[1].table_keys == ["training.lr"]
-    assert sw.short_names(["galore.rank", "lora.r", "training.lr"]) == {
+    assert short_names(["galore.rank", "lora.r", "training.lr"]) == {
         "galore.rank": "rank",
         "lora.r": "r",
         "training.lr": "lr",
     }
-    assert sw.short_names(["galore.rank", "freeze.rank"]) == {
+    assert short_names(["galore.rank", "freeze.rank"]) == {
         "galore.rank": "galore-rank",
         "freeze.rank": "freeze-rank",
     }
 
 
 def test_format_value():
-    assert [sw.format_value(v) for v in (5e-05, 1e-4, 3.0e-5, 4.0, 4, 0.5, True, "full", [1, 2], -6, None)] == [
+    assert [format_value(v) for v in (5e-05, 1e-4, 3.0e-5, 4.0, 4, 0.5, True, "full", [1, 2], -6, None)] == [
         "5e-5", "1e-4", "3e-5", "4", "4", "0.5", "true", "full", "1+2", "-6", "none",
     ]  # fmt: skip
 
@@ -171,7 +173,7 @@ def test_invalid_grids_fail_before_anything_runs(tmp_path, text, match):
     g = _grid(tmp_path, text)
     trainer = StubTrainer()
     with pytest.raises(UserError, match=match):
-        spec = sw.load_grid(g, out_dir=tmp_path / "out")
+        spec = load_grid(g, out_dir=tmp_path / "out")
         sw.run_sweep(spec, train_fn=trainer)
     assert trainer.calls == [] and not (tmp_path / "out").exists()
 
@@ -186,7 +188,7 @@ def test_thesis_grid_file():
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        spec = sw.load_grid(grid, out_dir="/tmp/never-written")
+        spec = load_grid(grid, out_dir="/tmp/never-written")
     finally:
         os.chdir(cwd)
     assert [len(list(__import__("itertools").product(*(a.values for a in g.axes)))) for g in spec.grids] == [3, 4, 4]
@@ -204,7 +206,7 @@ def test_every_shipped_grid_expands(grid, monkeypatch):
     if base and not (REPO / base).is_file():
         pytest.skip(f"{base} is not there yet")
     monkeypatch.chdir(REPO)
-    spec = sw.load_grid(REPO / "configs" / "sweeps" / grid, out_dir="/tmp/never-written")
+    spec = load_grid(REPO / "configs" / "sweeps" / grid, out_dir="/tmp/never-written")
     assert spec.runs and len({r.name for r in spec.runs}) == len(spec.runs)
     assert "vmeta sweep configs/sweeps/" + grid in text  # the header says how to run it
 
@@ -224,7 +226,7 @@ def test_sequential_sweep_resume_and_table(tmp_path):
     )
     scores = {("1", 8): (69.0, 11.4, 27.6), ("4", 8): (70.5, 12.3, 31.4), ("1", 16): (70.3, 11.8, 30.7)}
     trainer = StubTrainer(lambda cfg: scores[(f"{cfg.training.epochs:g}", cfg.lora.r)])
-    spec = sw.load_grid(g, out_dir=tmp_path / "out")
+    spec = load_grid(g, out_dir=tmp_path / "out")
     assert len(spec.runs) == 3
     result = sw.run_sweep(spec, train_fn=trainer)
     assert [o.status for o in result.outcomes] == ["finished"] * 3
@@ -249,7 +251,7 @@ def test_sequential_sweep_resume_and_table(tmp_path):
     stub = tmp_path / "out" / "epochs1_r16_alpha32"
     __import__("shutil").rmtree(stub)
     (stub / "logs").mkdir(parents=True)
-    spec = sw.load_grid(g, out_dir=tmp_path / "out")
+    spec = load_grid(g, out_dir=tmp_path / "out")
     assert [r.status for r in spec.runs] == ["finished", "resume", "restart"]
     result = sw.run_sweep(spec, train_fn=trainer)
     assert [(n, resume) for n, resume, _ in trainer.calls] == [
@@ -262,7 +264,7 @@ def test_sequential_sweep_resume_and_table(tmp_path):
 def test_a_failed_run_does_not_stop_the_sweep(tmp_path):
     g = _grid(tmp_path, "grid:\n  training.epochs: [1, 2, 3]\n")
     trainer = StubTrainer(fail={"epochs2"})
-    result = sw.run_sweep(sw.load_grid(g, out_dir=tmp_path / "out"), train_fn=trainer)
+    result = sw.run_sweep(load_grid(g, out_dir=tmp_path / "out"), train_fn=trainer)
     assert [o.status for o in result.outcomes] == ["finished", "failed", "finished"]
     assert "RuntimeError: boom" in result.failed[0].error
     md = (tmp_path / "out" / "sweep.md").read_text(encoding="utf-8")
@@ -287,7 +289,7 @@ def test_parallel_one_run_per_gpu(tmp_path, monkeypatch):
     worker.write_text(STUB_WORKER)
     monkeypatch.setattr(sw, "worker_command", lambda job: [sys.executable, str(worker), str(job)])
     g = _grid(tmp_path, "grid:\n  training.lr: [1.0e-5, 2.0e-5, 3.0e-5, 4.0e-5]\n")
-    spec = sw.load_grid(g, out_dir=tmp_path / "out")
+    spec = load_grid(g, out_dir=tmp_path / "out")
     result = sw.run_sweep(spec, gpus=["0", "1"])
     assert [o.status for o in result.outcomes] == ["finished"] * 4
     infos = [json.loads((r.path / "run.json").read_text()) for r in spec.runs]
@@ -342,7 +344,7 @@ def test_two_run_sweep_on_the_tiny_model(tmp_path, train_dataset, train_settings
             }
         ),
     )
-    spec = sw.load_grid(g, out_dir=tmp_path / "sweep")
+    spec = load_grid(g, out_dir=tmp_path / "sweep")
     assert [r.name for r in spec.runs] == ["r2", "r4"]
     result = sw.run_sweep(spec, settings=train_settings)
     assert [o.status for o in result.outcomes] == ["finished", "finished"], [o.error for o in result.outcomes]
@@ -356,7 +358,7 @@ def test_two_run_sweep_on_the_tiny_model(tmp_path, train_dataset, train_settings
     assert "| r |" in md and "| r=2 |" in md and "| r=4 |" in md and "BLEU-4" in md
     mtimes = {r.name: (r.path / "run.json").stat().st_mtime_ns for r in spec.runs}
 
-    spec = sw.load_grid(g, out_dir=tmp_path / "sweep")
+    spec = load_grid(g, out_dir=tmp_path / "sweep")
     assert [r.status for r in spec.runs] == ["finished", "finished"]
     result = sw.run_sweep(spec, settings=train_settings)
     assert [o.status for o in result.outcomes] == ["skipped", "skipped"]
@@ -368,11 +370,11 @@ def test_the_evaluation_scores_bertscore_with_the_sweep_s_encoder_and_layer(tmp_
     from vmeta.config import Settings
 
     settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models", hf_offline=True)
-    bert = sw.EvalSettings(bert_model="my-bert", bert_layer=5).bert_config(settings)
+    bert = EvalSettings(bert_model="my-bert", bert_layer=5).bert_config(settings)
     assert (bert.model, bert.num_layers, bert.models_dir, bert.offline) == (
         "my-bert",
         5,
         str(tmp_path / "models"),
         True,
     )
-    assert sw.EvalSettings(no_bertscore=True).bert_config(settings) is None
+    assert EvalSettings(no_bertscore=True).bert_config(settings) is None

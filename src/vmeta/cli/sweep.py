@@ -53,7 +53,9 @@ def sweep_cmd(
     4.4–4.10: rows = the varied values; BERTScore F1 / BLEU-4 / ROUGE-L, best in bold) to OUT_DIR/sweep.md.
     Run it again to continue: finished runs are skipped, unfinished ones resumed."""
     from vmeta.errors import UserError
-    from vmeta.recipes.sweep import format_value, load_grid, run_sweep, short_names
+    from vmeta.recipes.sweep import run_sweep
+    from vmeta.recipes.sweep_names import format_value, short_names
+    from vmeta.recipes.sweep_plan import load_grid
     from vmeta.train.config import parse_set_values
 
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
