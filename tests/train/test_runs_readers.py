@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vmeta import runs
-from vmeta.export.merge import read_run as export_view
+from vmeta.export.source import read_run as export_view
 from vmeta.models.load import resolve_run
 from vmeta.predict import _run_inputs
 from vmeta.recipes.sweep_plan import plan_status

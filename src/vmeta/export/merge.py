@@ -9,6 +9,9 @@
   exported, from what, and the shard list) and a model card ``README.md``.
 - Atomic: everything is written to a temporary folder beside the target and renamed into place; an existing export
   is replaced only with ``overwrite=True`` (and only once the new one is complete).
+
+What the run folder holds and where its base model is: :mod:`vmeta.export.source`; the model card:
+:mod:`vmeta.export.model_card`; shard sizes: :mod:`vmeta.export.shard`.
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmeta import runs
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
+from vmeta.export.model_card import eval_results, model_card
 from vmeta.export.shard import (
     ShardReport,
     check_tensors_fit,
     human_size,
     parse_size,
     plan_shard_size,
+    planned_tensor_sizes,
     verify_shards,
 )
+from vmeta.export.source import RunInfo, base_dtype, base_marker, locate_base, processor_dir, read_run
+from vmeta.jsonio import read_json, write_json
 from vmeta.train.methods import METHODS
 
 ADAPTER_METHODS = tuple(name for name, spec in METHODS.items() if spec.merges)
@@ -40,8 +46,6 @@ FULL_METHODS = tuple(name for name, spec in METHODS.items() if not spec.merges)
 EXPORT_MANIFEST = "vmeta_export.json"
 DTYPES = {"auto": None, "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "fp32": "float32", "float32": "float32"}  # fmt: skip
-# Processor files: where they are found, the run's own processor wins over the base model's.
-_PROCESSOR_MARKERS = ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json")
 
 
 @dataclass
@@ -68,26 +72,6 @@ class ExportConfig:
 
 
 @dataclass
-class RunInfo:
-    """What a run folder says about itself (run.json + config.yaml + which weights it holds)."""
-
-    path: Path
-    name: str
-    method: str
-    manifest: runs.RunManifest
-    config: dict[str, Any]  # config.yaml: the training config (method parameters for the model card)
-    adapter_dir: Path | None
-    model_dir: Path | None
-    base_name: str | None  # registered name / hub id / folder as the user gave it
-    base_resolved: str | None  # the local folder or hub id training actually loaded
-    status: str | None
-
-    @property
-    def is_adapter(self) -> bool:
-        return self.adapter_dir is not None
-
-
-@dataclass
 class ExportSummary:
     out: Path
     method: str
@@ -97,162 +81,6 @@ class ExportSummary:
     seconds: float
     merged_from: str  # "adapter" | "model"
     warnings: list[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading a run folder
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read it as JSON ({exc}).") from None
-    return data if isinstance(data, dict) else {}
-
-
-def read_run(run_dir: str | Path) -> RunInfo:
-    """Describe a finished run folder; a clear error when it is missing, unfinished or holds no weights."""
-    path = Path(run_dir).expanduser()
-    if not path.exists():
-        raise UserError(f"run folder {path} does not exist; give the folder `vmeta train --out` wrote.")
-    if not path.is_dir():
-        raise UserError(f"{path} is a file, not a run folder; give the folder `vmeta train --out` wrote.")
-    manifest = runs.read_run(path)
-    if manifest is None:
-        raise UserError(
-            f"{path} has no run.json, so it is not a (finished) `vmeta train` run folder. "
-            "If training was interrupted, finish it with `vmeta train ... --resume` first."
-        )
-    config = runs.read_config(path)
-    status = manifest.status
-    if status is not None and not manifest.is_finished:
-        raise UserError(
-            f"run {path} is not finished (run.json status: {status!r}); resume it with "
-            f"`vmeta train --config {path / 'config.yaml'} --resume` (or wait for it) before exporting."
-        )
-    method = manifest.method or ""
-    adapter_dir = path / "adapter" if (path / "adapter" / "adapter_config.json").is_file() else None
-    model_dir = path / "model" if (path / "model" / "config.json").is_file() else None
-    if adapter_dir is None and model_dir is None:
-        if (path / "adapter_config.json").is_file():
-            adapter_dir = path
-        else:
-            raise UserError(
-                f"run {path} holds no final weights (neither adapter/adapter_config.json nor model/config.json); "
-                "was training stopped before it saved? Resume it with `vmeta train ... --resume`."
-            )
-    if not method:
-        method = "lora" if adapter_dir is not None else "full"
-    base_name = manifest.base_name
-    if adapter_dir is not None and not base_name:
-        base_name = runs.read_json_object(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
-    return RunInfo(
-        path=path,
-        name=path.resolve().name,
-        method=method,
-        manifest=manifest,
-        config=config,
-        adapter_dir=adapter_dir,
-        model_dir=model_dir,
-        base_name=str(base_name) if isinstance(base_name, str | Path) else None,
-        base_resolved=manifest.base_resolved,
-        status=status,
-    )
-
-
-def locate_base(info: RunInfo, override: str | None, settings: Settings) -> str:
-    """A local folder (or registered name on disk) for the run's base model; never downloads.
-
-    Order: ``--base``; the folder training resolved (when it still exists); the recorded name through the registry.
-    """
-    from vmeta.models.registry import resolve
-
-    if override:
-        folder = Path(override).expanduser()
-        if folder.is_dir():
-            if not (folder / "config.json").is_file():
-                raise UserError(f"--base {folder}: no config.json there, so it is not a model folder.")
-            return str(folder.resolve())
-        r = resolve(override, settings)
-        if r.source == "hub":
-            raise UserError(f"--base {override}: {r.name} is not on this machine either ({r.where}); give a folder.")
-        return r.pretrained_id
-    if info.base_resolved and Path(info.base_resolved).expanduser().is_dir():
-        return str(Path(info.base_resolved).expanduser().resolve())
-    name = info.base_name or info.base_resolved
-    if not name:
-        raise UserError(
-            f"{info.path / 'run.json'} does not say which base model the run fine-tuned; pass --base DIR "
-            "(the model folder training started from)."
-        )
-    try:
-        r = resolve(name, settings)
-    except UserError as exc:
-        raise UserError(
-            f"the base model of run {info.path} ({name!r}) cannot be found: {exc} Pass --base DIR to point at it."
-        ) from None
-    if r.source == "hub":
-        hub = r.hub_id or name
-        recorded = f" (training loaded it from {info.base_resolved})" if info.base_resolved else ""
-        raise UserError(
-            f"the base model {name!r}{recorded} is not available locally, and export needs it to merge the adapter. "
-            f"Download it (huggingface-cli download {hub} --local-dir DIR) and pass --base DIR, "
-            f"or put it under VMETA_MODELS_DIR as {hub.split('/')[-1]}."
-        )
-    return r.pretrained_id
-
-
-def _base_dtype(folder: str) -> str:
-    cfg_path = Path(folder) / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return "float32"
-    value = cfg.get("dtype") or cfg.get("torch_dtype") or (cfg.get("text_config") or {}).get("dtype")
-    return value if value in ("bfloat16", "float16", "float32") else "float32"
-
-
-_FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-_ST_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-
-
-def planned_tensor_sizes(folder: Path, dtype_name: str) -> dict[str, int]:
-    """Tensor name -> bytes in the export dtype, read from the safetensors headers of ``folder`` (no loading).
-
-    Empty when the folder holds no safetensors (then the check runs after loading instead).
-    """
-    from vmeta.export.shard import read_safetensors_header
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set((json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}).values()))
-    else:
-        files = [p.name for p in folder.glob("*.safetensors")]
-    out: dict[str, int] = {}
-    for name in files:
-        try:
-            header = read_safetensors_header(folder / name)
-        except (OSError, ValueError):
-            return {}
-        for key, meta in header.items():
-            if key == "__metadata__":
-                continue
-            numel = 1
-            for d in meta["shape"]:
-                numel *= int(d)
-            floating = meta["dtype"] in ("F64", "F32", "F16", "BF16")
-            out[key] = numel * (_FLOAT_BYTES[dtype_name] if floating else _ST_BYTES.get(meta["dtype"], 4))
-    return out
-
-
-def _processor_dir(info: RunInfo, base_dir: str) -> Path:
-    for cand in (info.path, info.model_dir, Path(base_dir)):
-        if cand is not None and any((cand / m).is_file() for m in _PROCESSOR_MARKERS):
-            return cand
-    raise UserError(
-        f"no processor files ({', '.join(_PROCESSOR_MARKERS)}) in {info.path} nor in the base model {base_dir}."
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -313,7 +141,7 @@ def export_run(cfg: ExportConfig, *, settings: Settings | None = None, log: Any 
     warnings: list[str] = []
     weights_dir = base_dir if info.is_adapter else str(info.model_dir)
     assert weights_dir is not None
-    dtype_name = DTYPES[cfg.dtype] or _base_dtype(base_dir or str(info.model_dir))
+    dtype_name = DTYPES[cfg.dtype] or base_dtype(base_dir or str(info.model_dir))
     # Fail on an impossible --shard-size before spending minutes loading and merging (merging keeps shapes).
     sizes = planned_tensor_sizes(Path(weights_dir), dtype_name)
     if sizes:
@@ -355,7 +183,7 @@ def export_run(cfg: ExportConfig, *, settings: Settings | None = None, log: Any 
     check_tensors_fit(sizes, cfg.shard_bytes, max_bytes, cfg.shard_size)
     del state
 
-    processor_src = _processor_dir(info, base_dir or str(info.model_dir))
+    processor_src = processor_dir(info, base_dir or str(info.model_dir))
     from transformers import AutoProcessor
 
     processor = (
@@ -380,7 +208,7 @@ def export_run(cfg: ExportConfig, *, settings: Settings | None = None, log: Any 
                 hf_logging.enable_progress_bar()
         _ensure_chat_template(staging, processor_src, base_dir)
         _copy_generation_config(staging, info, base_dir)
-        marker = _base_marker(info, base_dir)
+        marker = base_marker(info, base_dir)
         if marker is not None:  # e.g. the tiny model's "not a real model" note (and its frame settings)
             shutil.copyfile(marker, staging / "vmeta.json")
         report = verify_shards(staging, cfg.shard_bytes)
@@ -388,14 +216,13 @@ def export_run(cfg: ExportConfig, *, settings: Settings | None = None, log: Any 
             raise RuntimeError("the written shards are inconsistent: " + "; ".join(report.problems))
         base_label = info.base_name or base_dir or str(info.model_dir)
         manifest = _manifest(info, cfg, base_label, base_dir, dtype_name, report, merged_from)
-        kind = _read_json(marker).get("kind") if marker is not None else None
+        marker_meta = read_json(marker) if marker is not None else {}
+        kind = marker_meta.get("kind") if isinstance(marker_meta, dict) else None
         manifest["not_a_real_model"] = kind in ("tiny-random", "tiny-demo")
         if kind == "tiny-demo":
             manifest["demo_model"] = True  # trained on the sample labels by `vmeta models build-demo`
-        from vmeta.jsonio import write_json
-
         write_json(staging / EXPORT_MANIFEST, manifest)
-        results = _eval_results(info)
+        results = eval_results(info)
         (staging / "README.md").write_text(model_card(info, manifest, results, cfg.out), encoding="utf-8")
         _normal_permissions(staging)
         _move_into_place(staging, cfg.out, cfg.overwrite)
@@ -413,14 +240,6 @@ def export_run(cfg: ExportConfig, *, settings: Settings | None = None, log: Any 
         merged_from=merged_from,
         warnings=warnings,
     )
-
-
-def _base_marker(info: RunInfo, base_dir: str | None) -> Path | None:
-    """The base model's vmeta.json (written by `vmeta models build-tiny`), if the base folder is known."""
-    for folder in (base_dir, info.base_resolved):
-        if folder and (Path(folder) / "vmeta.json").is_file():
-            return Path(folder) / "vmeta.json"
-    return None
 
 
 def _ensure_chat_template(staging: Path, processor_src: Path, base_dir: str | None) -> None:
@@ -450,15 +269,9 @@ def _copy_generation_config(staging: Path, info: RunInfo, base_dir: str | None) 
 
 
 def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
+    from vmeta.evaluate.metrics import pkg_version
 
-    out: dict[str, str | None] = {}
-    for pkg in ("vmeta", "torch", "transformers", "peft", "safetensors"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return {pkg: pkg_version(pkg) for pkg in ("vmeta", "torch", "transformers", "peft", "safetensors")}
 
 
 def _manifest(
@@ -494,178 +307,11 @@ def _manifest(
     }
 
 
-def _eval_results(info: RunInfo) -> dict[str, Any] | None:
-    for p in (info.path / "eval" / "results.json", info.path / "results.json"):
-        if p.is_file():
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                return None
-            return data if isinstance(data, dict) and "metrics" in data else None
-    return None
-
-
-_CARD_METRICS = {"bertscore": "BERTScore F1", "bleu4": "BLEU-4", "rougeL": "ROUGE-L"}
-
-
-def _fmt_metric(entry: Any) -> str:
-    if isinstance(entry, int | float):
-        return f"{entry:.2f}"
-    if not isinstance(entry, dict) or entry.get("mean") is None:
-        return "–"
-    lo, hi = entry.get("ci95") or [None, None]
-    return f"{entry['mean']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
-
-
-def _settings_rows(info: RunInfo) -> list[tuple[str, Any]]:
-    """The training settings worth a line in the card (the method's own group only)."""
-    keys: list[tuple[str, tuple[str, ...]]] = [
-        ("epochs", ("training.epochs",)),
-        ("max steps", ("training.max_steps",)),
-        ("learning rate", ("training.lr", "training.learning_rate")),
-        ("batch size per device", ("training.batch_size",)),
-        ("gradient accumulation", ("training.grad_accum",)),
-        ("scheduler", ("training.scheduler",)),
-        ("precision", ("training.precision",)),
-        ("seed", ("training.seed",)),
-    ]
-    if info.is_adapter:
-        keys += [
-            ("LoRA rank", ("lora.r",)),
-            ("LoRA alpha", ("lora.alpha",)),
-            ("LoRA dropout", ("lora.dropout",)),
-            ("LoRA targets", ("lora.target_modules",)),
-        ]
-        if info.method == "loraplus":
-            keys.append(("LoRA+ learning-rate ratio", ("lora.loraplus_lr_ratio",)))
-    elif info.method == "freeze":
-        keys += [
-            ("trainable decoder layers", ("freeze.trainable_layers",)),
-            ("extra modules", ("freeze.extra_modules",)),
-        ]
-    elif info.method == "galore":
-        keys += [("GaLore rank", ("galore.rank",)), ("GaLore update interval", ("galore.update_proj_gap",)),
-                 ("GaLore scale", ("galore.scale",))]  # fmt: skip
-    keys += [("vision tower trained", ("train_vision_tower",)), ("merger trained", ("train_merger",))]
-    rows = []
-    for label, ks in keys:
-        v = next((x for k in ks if (x := runs.lookup(info.config, k)) is not None), None)
-        if v is not None:
-            rows.append((label, v))
-    for label, key in (("trainable parameters", "trainable_parameters"), ("steps", "global_step"),
-                       ("samples/s", "samples_per_s")):  # fmt: skip
-        v = info.manifest.get(key)
-        if v is not None:
-            rows.append((label, f"{v:,}" if isinstance(v, int) else v))
-    return rows
-
-
-def model_card(info: RunInfo, manifest: dict[str, Any], results: dict[str, Any] | None, out: Path) -> str:
-    """README.md of the export: what it is, how it was trained, its scores, how to load and serve it."""
-    base = manifest["base_model"]
-    tiny = bool(manifest.get("not_a_real_model"))
-    hub_base = manifest.get("base_model_hub_id") or (
-        base if isinstance(base, str) and "/" in base and not Path(base).exists() else None
-    )
-    front = ["---", "library_name: transformers", "pipeline_tag: video-text-to-text"]
-    if hub_base:
-        front.append(f"base_model: {hub_base}")
-    front += ["tags:", "  - vmeta", "  - video-metaphor", f"  - {info.method}", "---", ""]
-    name = out.name
-    lines = [*front, f"# {name}", ""]
-    if manifest.get("demo_model"):
-        lines += [
-            "> **Demo test model**: exported from a run on vmeta's demo Qwen2-VL (the tiny architecture trained on "
-            "a few sample labels, which it recites). Not a real model.",
-            "",
-        ]
-    elif tiny:
-        lines += ["> **Random-weight test model**: exported from a run on vmeta's tiny Qwen2-VL. Not a real model.", ""]
-    lines += [
-        f"A video LLM fine-tuned with **{info.method}** by vmeta to explain the metaphor of a "
-        "short video (thesis template: content, core concept, origin, reason, emotion), merged into one "
-        "self-contained transformers checkpoint.",
-        "",
-        "| | |",
-        "| --- | --- |",
-        f"| base model | `{base}`" + (f" ({hub_base})" if hub_base and hub_base != base else "") + " |",
-        f"| fine-tuning method | {info.method} ({'adapter merged into the base' if manifest['merged_from'] == 'adapter' else 'full weights'}) |",
-        f"| training run | `{info.name}` |",
-        f"| dataset hash | `{manifest.get('dataset_hash') or 'not recorded'}` |",
-        f"| prompt hash | `{manifest.get('prompt_hash') or 'not recorded'}` |",
-        f"| dtype | {manifest['dtype']} |",
-        f"| weights | {len(manifest['shards']['files'])} safetensors file(s), each ≤ {manifest['shard_size']} |",
-        f"| exported | {manifest['exported_at']} with transformers {manifest['versions'].get('transformers')}, peft {manifest['versions'].get('peft')} |",
-        "",
-    ]
-    rows = _settings_rows(info)
-    if rows:
-        lines += ["## Training settings", "", "| setting | value |", "| --- | --- |"]
-        lines += [f"| {k} | `{v}` |" for k, v in rows]
-        lines.append("")
-    if results:
-        metrics = results.get("metrics", {})
-        cols = [c for c in _CARD_METRICS if c in metrics]
-        if cols:
-            split = results.get("split") or "test"
-            lines += [f"## Evaluation ({split} split)", ""]
-            lines.append("| " + " | ".join(_CARD_METRICS[c] for c in cols) + " |")
-            lines.append("|" + "|".join("---:" for _ in cols) + "|")
-            lines.append("| " + " | ".join(_fmt_metric(metrics[c]) for c in cols) + " |")
-            lines += ["", "Mean over the samples ×100 [95% bootstrap CI], computed by `vmeta eval`.", ""]
-    else:
-        lines += ["## Evaluation", "", "No evaluation was recorded in the run folder (`eval/results.json`).", ""]
-    fr = manifest.get("frames")
-    if fr:
-        lines += ["## Video frames", "", f"Frames were sampled with `{json.dumps(fr, ensure_ascii=False)}`; use the "
-                  "same settings at inference.", ""]  # fmt: skip
-    path = str(out)
-    lines += [
-        "## Use it",
-        "",
-        "With transformers:",
-        "",
-        "```python",
-        "from transformers import AutoModelForImageTextToText, AutoProcessor",
-        "",
-        f'model = AutoModelForImageTextToText.from_pretrained("{path}", dtype="auto", device_map="auto")',
-        f'processor = AutoProcessor.from_pretrained("{path}")',
-        'messages = [{"role": "user", "content": [{"type": "video", "path": "clip.mp4"},',
-        '                                         {"type": "text", "text": "请解释这个视频中的隐喻。"}]}]',
-        "inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,",
-        '                                       return_dict=True, return_tensors="pt").to(model.device)',
-        "out = model.generate(**inputs, max_new_tokens=256)",
-        'print(processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0])',
-        "```",
-        "",
-        "With vmeta (CLI and web app):",
-        "",
-        "```bash",
-        f"vmeta predict --model {path} --data dataset --split test --out predictions.jsonl",
-        f"vmeta serve --model {path}",
-        "```",
-        "",
-        "With vLLM (OpenAI-compatible server; `--tensor-parallel-size N` splits the model over N GPUs), with the "
-        "vmeta web app in front of it:",
-        "",
-        "```bash",
-        f"vllm serve {path} --served-model-name {name} --port 8001 --limit-mm-per-prompt '{{\"video\": 1}}'",
-        f"vmeta serve --engine remote --remote-url http://127.0.0.1:8001/v1 --model {name}",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 __all__ = [
     "ADAPTER_METHODS",
     "EXPORT_MANIFEST",
     "FULL_METHODS",
     "ExportConfig",
     "ExportSummary",
-    "RunInfo",
     "export_run",
-    "locate_base",
-    "model_card",
-    "read_run",
 ]

@@ -186,6 +186,37 @@ def verify_shards(folder: str | Path, limit: int | None = None) -> ShardReport:
     return ShardReport(folder, sizes, len(seen), total, weight_map is not None, problems)
 
 
+_FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+_ST_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def planned_tensor_sizes(folder: Path, dtype_name: str) -> dict[str, int]:
+    """Tensor name -> bytes in the export dtype, read from the safetensors headers of ``folder`` (no loading).
+
+    Empty when the folder holds no safetensors (then the check runs after loading instead).
+    """
+    index = folder / SAFE_INDEX_NAME
+    if index.is_file():
+        files = sorted(set((json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}).values()))
+    else:
+        files = [p.name for p in folder.glob("*.safetensors")]
+    out: dict[str, int] = {}
+    for name in files:
+        try:
+            header = read_safetensors_header(folder / name)
+        except (OSError, ValueError):
+            return {}
+        for key, meta in header.items():
+            if key == "__metadata__":
+                continue
+            numel = 1
+            for d in meta["shape"]:
+                numel *= int(d)
+            floating = meta["dtype"] in ("F64", "F32", "F16", "BF16")
+            out[key] = numel * (_FLOAT_BYTES[dtype_name] if floating else _ST_BYTES.get(meta["dtype"], 4))
+    return out
+
+
 __all__ = [
     "ShardReport",
     "check_tensors_fit",
@@ -193,6 +224,7 @@ __all__ = [
     "human_size",
     "parse_size",
     "plan_shard_size",
+    "planned_tensor_sizes",
     "read_safetensors_header",
     "verify_shards",
 ]
