@@ -62,6 +62,15 @@ class Rewrite(BaseModel):
     at: str = Field(default_factory=now_iso)
 
 
+class ScreenTextInfo(BaseModel):
+    """The on-screen text stored with a record (`vmeta data build --screen-text`, `vmeta data screen-text`)."""
+
+    text: str = ""  # the distinct lines in order, one per line (ScreenText.text); "" when the video shows none
+    lines: list[dict[str, Any]] = Field(default_factory=list)  # {"text", "start", "end"} in seconds
+    settings: dict[str, Any] = Field(default_factory=dict)  # the ScreenTextSettings it was read with
+    at: str = Field(default_factory=now_iso)
+
+
 class Record(BaseModel):
     id: str
     video: str  # path relative to the dataset folder (or absolute if on another drive)
@@ -77,6 +86,7 @@ class Record(BaseModel):
     flags: list[str] = Field(default_factory=list)
     split: str | None = None
     video_meta: VideoMeta = Field(default_factory=VideoMeta)
+    screen_text: ScreenTextInfo | None = None  # None: not read yet
     history: list[dict[str, Any]] = Field(default_factory=list)  # earlier raw labels, merges
 
     @property
