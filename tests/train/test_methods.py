@@ -55,10 +55,10 @@ def fixed_batch(train_settings, train_dataset):
     from transformers import AutoProcessor
 
     from vmeta.models.registry import resolve
+    from vmeta.train.base_model import frame_settings, prompt_text
     from vmeta.train.collate import SupervisedCollator
     from vmeta.train.config import load_config
     from vmeta.train.data import FrameCache, SupervisedDataset, split_records
-    from vmeta.train.run import frame_settings, prompt_text
 
     resolved = resolve("tiny", train_settings)
     proc = AutoProcessor.from_pretrained(resolved.pretrained_id)

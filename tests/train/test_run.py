@@ -131,8 +131,8 @@ def test_resume_after_an_interruption_reaches_the_same_step_and_adapter(make_cfg
 def test_only_the_main_process_checks_and_changes_the_run_folder(make_cfg, tmp_path, monkeypatch):
     """With several processes, a late rank must not judge the folder the main one has started writing (its
     run.json says "running"), nor delete anything; it waits for the main one, then finds the checkpoint."""
-    import vmeta.train.run as run_mod
-    from vmeta.train.run import RunFolder
+    import vmeta.train.run_folder as run_mod
+    from vmeta.train.run_folder import RunFolder
 
     folder = tmp_path / "ddp-run"
     cfg = make_cfg("lora", folder)
@@ -141,7 +141,7 @@ def test_only_the_main_process_checks_and_changes_the_run_folder(make_cfg, tmp_p
     (folder / "run.json").write_text(json.dumps({"status": "running"}))
     files = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     seen_at_barrier: list[bool] = []
-    monkeypatch.setattr(run_mod, "_wait_for_everyone", lambda: seen_at_barrier.append(folder.exists()))
+    monkeypatch.setattr(run_mod, "wait_for_everyone", lambda: seen_at_barrier.append(folder.exists()))
 
     monkeypatch.setattr(run_mod, "is_main_process", lambda: False)
     run = RunFolder(folder)
@@ -250,7 +250,7 @@ def test_save_final_writes_the_gathered_weights_of_a_sharded_model(
 
     from vmeta.models.registry import resolve
     from vmeta.train.methods import METHODS
-    from vmeta.train.run import save_final
+    from vmeta.train.save import save_final
 
     cfg = make_cfg(method)
     base = Qwen2VLForConditionalGeneration.from_pretrained(resolve("tiny", train_settings).pretrained_id)
@@ -275,7 +275,7 @@ def test_sharded_state_dict_gathers_like_trainer_save_model():
     """transformers' Trainer.save_model: FSDP -> get_state_dict(model); ZeRO-3 -> get_state_dict(the engine)."""
     from types import SimpleNamespace
 
-    from vmeta.train.run import sharded_state_dict
+    from vmeta.train.save import sharded_state_dict
 
     class Accelerator:
         def __init__(self, stage=None):

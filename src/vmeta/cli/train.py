@@ -79,7 +79,8 @@ def train_cmd(
     if print_config:
         console.print(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False, allow_unicode=True), highlight=False)
         return
-    from vmeta.train.run import is_main_process, run_training
+    from vmeta.train.processes import is_main_process
+    from vmeta.train.run import run_training
 
     path = run_training(cfg, resume=resume, overwrite=overwrite, progress=not no_progress)
     if not is_main_process():  # the other processes of a multi-process launch: the main one reports
