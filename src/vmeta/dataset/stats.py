@@ -2,7 +2,8 @@
 
 `compute_stats(dataset)` returns a JSON-able dict: category distribution, label lengths (characters),
 template conformance (ok / strict / with note / with extra text / placeholders), near-duplicate labels,
-video duration / resolution / orientation, unreadable and missing videos, review status, flags and splits.
+video duration / resolution / orientation, unreadable and missing videos, on-screen text (videos with text,
+its length), review status, flags and splits.
 `write_report(stats, out_dir)` writes stats.json, stats.md and a self-contained stats.html (plots inlined as
 PNG data URIs), plus the PNG plots themselves.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vmeta.dataset.categories import CATEGORIES
+from vmeta.dataset.context import DEFAULT_MAX_CHARS, context_block
 from vmeta.dataset.records import Dataset, Record, ReviewStatus, now_iso
 from vmeta.dataset.split import SPLITS
 from vmeta.dataset.template import normalize, parse
@@ -247,6 +249,8 @@ def stats_for_records(
         "with_audio": sum(1 for r in readable if r.video_meta.has_audio),
     }
 
+    screen_text = _screen_text_stats(records)
+
     review = Counter(r.review.status.value for r in records)
     review_counts = {s.value: review[s.value] for s in ReviewStatus}
     flags = Counter(f for r in records for f in r.flags)
@@ -273,9 +277,35 @@ def stats_for_records(
         "template": template,
         "duplicates": duplicates,
         "videos": videos,
+        "screen_text": screen_text,
         "review": review_counts,
         "flags": dict(flags.most_common()),
         "splits": splits,
+    }
+
+
+def _screen_text_stats(records: list[Record]) -> dict[str, Any]:
+    """How many videos carry on-screen text and how long it is (`vmeta data screen-text` stores it).
+
+    Length: characters of the distinct lines, newlines not counted, over the videos that show text (a video
+    without text would pull every number towards 0). `over_prompt_limit`: texts the prompt's context block cuts
+    at its default length (`vmeta.dataset.context`)."""
+    read = [r for r in records if r.screen_text is not None]
+    texts = [r.screen_text.text for r in read if r.screen_text is not None and r.screen_text.text.strip()]
+    cut = sum(
+        context_block({"screen_text": t}) != context_block({"screen_text": t}, max_chars=len(t) * 3 + 10) for t in texts
+    )
+    fps = Counter(r.screen_text.settings.get("fps") for r in read if r.screen_text is not None)
+    return {
+        "read": len(read),
+        "not_read": len(records) - len(read),
+        "with_text": len(texts),
+        "share": round(len(texts) / len(read), 4) if read else None,  # of the videos read
+        "unit": "characters (newlines not counted), videos with text",
+        "length": describe([len(t.replace("\n", "")) for t in texts]),
+        "over_prompt_limit": cut,
+        "prompt_limit": DEFAULT_MAX_CHARS,
+        "fps": {str(k): v for k, v in sorted(fps.items(), key=lambda kv: str(kv[0]))},
     }
 
 
@@ -459,6 +489,26 @@ def report_sections(stats: dict[str, Any]) -> list[tuple[str, list[str], list[li
             "durations",
         )
     )
+    st = stats.get("screen_text")
+    if st is not None:  # stats.json written before on-screen text was counted has none
+        length = st["length"]
+        sections.append(
+            (
+                "On-screen text",
+                ["measure", "value"],
+                [
+                    ["videos read / not read yet", f"{st['read']} / {st['not_read']}"],
+                    ["with text (share of read)", f"{st['with_text']} ({_pct(st['share'])})"],
+                    [
+                        "characters (min / median / mean / p90 / max)",
+                        " / ".join(_fmt(length[k]) for k in keys[1:]),
+                    ],
+                    [f"longer than the prompt's {st['prompt_limit']} characters (cut)", str(st["over_prompt_limit"])],
+                    ["read at fps", ", ".join(f"{k} ({c})" for k, c in st["fps"].items()) or "-"],
+                ],
+                None,
+            )
+        )
     sections.append(("Display resolution", [], [], "resolutions"))
     sections.append(
         (
