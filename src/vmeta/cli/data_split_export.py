@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from vmeta.cli.apps import console, data_app, err_console
+from vmeta.dataset.context import DEFAULT_MAX_CHARS
 from vmeta.dataset.split import DEFAULT_SEED, DEFAULT_TEST_PER_CATEGORY, DEFAULT_VAL_FRACTION, SPLITS
 from vmeta.errors import UserError
 
@@ -130,11 +131,27 @@ def export_cmd(
         bool, typer.Option("--keep-notes", help="Keep appended LLM notes such as （说明：…） in labels.")
     ] = False,
     include_rejected: Annotated[bool, typer.Option("--include-rejected", help="Also export rejected records.")] = False,
+    context: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--context",
+            help="Put this context before the instruction in each prompt: screen_text (the on-screen text the "
+            "records store, `vmeta data screen-text`). Repeatable or comma-separated.",
+            show_default=False,
+        ),
+    ] = None,
+    context_max_chars: Annotated[
+        int, typer.Option("--context-max-chars", help="Longest text of one context kind in the prompt (characters).")
+    ] = DEFAULT_MAX_CHARS,
 ) -> None:
     """ShareGPT JSON per split + dataset_info.json (LLaMA-Factory / ms-swift load it unchanged)."""
+    from vmeta.dataset.context import ContextSettings, check_kinds
     from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_from_options
     from vmeta.dataset.records import Dataset
     from vmeta.dataset.sharegpt import export_sharegpt
+
+    kinds = check_kinds([k.strip() for c in context or [] for k in c.split(",") if k.strip()], "--context")
+    ctx = ContextSettings(kinds=tuple(dict.fromkeys(kinds)), max_chars=context_max_chars)
 
     if format.lower() != "sharegpt":
         raise UserError(f"--format {format!r} is not supported; use --format sharegpt.")
@@ -148,6 +165,7 @@ def export_cmd(
         video_paths=video_paths,  # type: ignore[arg-type]
         strip_notes=not keep_notes,
         include_rejected=include_rejected,
+        context=ctx,
     )
     table = Table(title=f"ShareGPT export -> {report.out_dir}")
     table.add_column("dataset name")
@@ -163,7 +181,10 @@ def export_cmd(
             f"[yellow]warning:[/] {len(report.missing_videos)} video file(s) not found on disk: "
             + ", ".join(report.missing_videos[:10])
         )
-    console.print(f"prompt hash {report.prompt_hash}; video paths {report.video_paths}")
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    given = f"; context {', '.join(report.context['kinds'])}" if report.context else ""
+    console.print(f"prompt hash {report.prompt_hash}; video paths {report.video_paths}{given}")
     console.print(
         f"LLaMA-Factory: dataset_dir: {report.out_dir}  dataset: {report.dataset_names[0]}"
         + (f"  eval_dataset: {report.dataset_names[1]}" if len(report.dataset_names) > 1 else "")

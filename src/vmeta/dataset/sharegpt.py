@@ -28,19 +28,27 @@ Checked against the real loaders (LLaMA-Factory 0.9.5: ``get_dataset_list`` read
 ``align_dataset`` converting every file, videos resolved through ``media_dir`` with the working directory
 elsewhere; ms-swift 4.6.0: ``swift.dataset.load_dataset`` on each file, run from the export folder).
 
+With ``context`` (``vmeta data export --context screen_text``) the user turn is ``"<video>" + block + "\n" +
+prompt``, the block being ``vmeta.dataset.context.context_block`` of what the record stores (``画面文字：line1 /
+line2``; nothing for a video without text), and vmeta_export.json records the context and the on-screen text
+settings the records were read with. A record with nothing stored stops the export: run ``vmeta data
+screen-text DATASET`` first.
+
 Records probed as unreadable, rejected records (unless ``include_rejected``), empty labels and, once the
 dataset is split, records in no split are left out and counted by reason in the report and vmeta_export.json.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from vmeta.dataset.categories import canonical_category, category_lookup
-from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_hash, user_turn
+from vmeta.dataset.context import ContextSettings, context_block, record_context, with_context
+from vmeta.dataset.prompts import DEFAULT_PROMPT, VIDEO_TOKEN, prompt_hash, user_turn
 from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, now_iso
 from vmeta.dataset.split import SPLITS, split_hash
 from vmeta.dataset.template import strip_note
@@ -69,11 +77,40 @@ def dataset_info_entry(file_name: str) -> dict[str, Any]:
     }
 
 
-def make_sample(prompt: str, label: str, video: str) -> dict[str, Any]:
+def make_sample(prompt: str, label: str, video: str, context: str = "") -> dict[str, Any]:
+    """One sample; `context` (a `context_block`) goes after the video token, before the instruction."""
+    user = user_turn(with_context(prompt.removeprefix(VIDEO_TOKEN), context))
     return {
-        "messages": [{"role": "user", "content": user_turn(prompt)}, {"role": "assistant", "content": label}],
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": label}],
         "videos": [video],
     }
+
+
+def _check_context(
+    ctx: ContextSettings, records: list[Record], dataset: Dataset
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every exported record must hold each context kind (the export reads no video). Returns the context as
+    the manifest records it (`ContextSettings.to_dict()`; its `screen_text` = the settings the texts were read
+    with, when they were all read alike) and every distinct on-screen text setting the records were read with."""
+    for kind in ctx.kinds:
+        lacking = [r.id for r in records if record_context(r).get(kind) is None]
+        if lacking:
+            shown = ", ".join(lacking[:5]) + (", …" if len(lacking) > 5 else "")
+            raise UserError(
+                f"--context {kind}: {len(lacking)} of the {len(records)} record(s) to export have no {kind.replace('_', '-')} "
+                f"stored ({shown}); run `vmeta data screen-text {dataset.root}` first."
+            )
+    out = ctx.to_dict()
+    read_with: list[dict[str, Any]] = []
+    if "screen_text" in ctx.kinds:
+        distinct = {json.dumps(r.screen_text.settings, sort_keys=True) for r in records if r.screen_text is not None}
+        read_with = [json.loads(x) for x in sorted(distinct)]
+        if len(read_with) == 1:  # what a later reading of a new video must use to match (predict, serve)
+            from vmeta.video.screen_text import ScreenTextSettings
+
+            defaults = ScreenTextSettings().to_dict()
+            out["screen_text"] = {k: v for k, v in read_with[0].items() if defaults.get(k) != v}
+    return out, read_with
 
 
 @dataclass
@@ -86,6 +123,8 @@ class ExportReport:
     video_paths: str
     dataset_names: list[str] = field(default_factory=list)
     missing_videos: list[str] = field(default_factory=list)  # ids whose video file is not on disk (still exported)
+    context: dict[str, Any] | None = None  # the context given in the prompt (ContextSettings + read settings)
+    warnings: list[str] = field(default_factory=list)
 
 
 def export_sharegpt(
@@ -97,8 +136,12 @@ def export_sharegpt(
     strip_notes: bool = True,
     include_rejected: bool = False,
     name: str = DEFAULT_NAME,
+    context: ContextSettings | None = None,
 ) -> ExportReport:
-    """Write per-split ShareGPT files + dataset_info.json. See the module docstring for the layout."""
+    """Write per-split ShareGPT files + dataset_info.json. See the module docstring for the layout.
+
+    `context`: kinds put in each user turn before the instruction (`vmeta.dataset.context`), from what the
+    records store; a record without it stops the export before anything is written."""
     dataset.require()
     if video_paths not in ("relative", "absolute"):
         raise UserError(f"--video-paths must be 'relative' or 'absolute', not {video_paths!r}.")
@@ -107,11 +150,10 @@ def export_sharegpt(
             "the prompt is empty; pass --prompt TEXT or --prompt-file FILE, or leave both out for the default."
         )
     out = Path(out_dir) if out_dir else default_export_dir(dataset)
-    out.mkdir(parents=True, exist_ok=True)
     out_abs = out.resolve()
     records = dataset.load()
     split_mode = any(r.split in SPLITS for r in records)
-    groups: dict[str, list[tuple[Record, dict[str, Any]]]] = {s: [] for s in SPLITS} if split_mode else {"all": []}
+    kept: list[tuple[str, Record, str, str]] = []  # (group, record, label, video path)
     skipped: dict[str, list[str]] = {}
     missing: list[str] = []
 
@@ -136,7 +178,25 @@ def export_sharegpt(
         if not video_abs.exists():
             missing.append(r.id)
         path = str(video_abs) if video_paths == "absolute" else os.path.relpath(video_abs, out_abs)
-        groups[r.split if split_mode else "all"].append((r, make_sample(prompt, label, path)))
+        kept.append((r.split if split_mode else "all", r, label, path))
+
+    ctx = context or ContextSettings()
+    context_used, read_with = _check_context(ctx, [r for _, r, _, _ in kept], dataset) if ctx.enabled else (None, [])
+    warnings = []
+    if len(read_with) > 1:
+        fps = sorted({s.get("fps") for s in read_with}, key=str)
+        warnings.append(
+            f"the on-screen text of these records was read with {len(read_with)} different "
+            f"settings (fps {', '.join(map(str, fps))}); run `vmeta data screen-text {dataset.root} --fps F` to "
+            "read them all with one."
+        )
+    groups: dict[str, list[tuple[Record, dict[str, Any]]]] = {s: [] for s in SPLITS} if split_mode else {"all": []}
+    for key, r, label, path in kept:
+        values = {k: v or "" for k, v in record_context(r).items() if k in ctx.kinds}
+        block = context_block(values, max_chars=ctx.max_chars) if ctx.enabled else ""
+        groups[key].append((r, make_sample(prompt, label, path, block)))
+
+    out.mkdir(parents=True, exist_ok=True)
 
     files: dict[str, Path] = {}
     counts: dict[str, int] = {}
@@ -180,6 +240,8 @@ def export_sharegpt(
             "dataset_names": names,
             "skipped": skipped,
             "missing_videos": missing,
+            "context": context_used,
+            "screen_text_settings": read_with,  # every setting the stored on-screen texts were read with
         },
     )
     return ExportReport(
@@ -191,6 +253,8 @@ def export_sharegpt(
         video_paths=video_paths,
         dataset_names=names,
         missing_videos=missing,
+        context=context_used,
+        warnings=warnings,
     )
 
 
