@@ -9,7 +9,9 @@
   outputs of two configurations in one file) unless ``force_new`` starts the file over.
 - **A run folder** (``run``) predicts with the prompt and frame settings its run.json recorded, so the model
   sees what it saw in training; an explicit prompt or frame setting still overrides them.
-- **Per-sample lines**: id, category, prompt, prompt_hash, reference, output, model, adapter, frame settings,
+- **Context** (issue #15): a run trained with `data.context` (on-screen text) gets the same block before the
+  instruction — the record's stored text, else read now through the OCR cache; `context` overrides it.
+- **Per-sample lines**: id, category, prompt, context, prompt_hash, reference, output, model, adapter, frame settings,
   frame indices, timings (ttft, total, tokens/s), generation settings. A video that cannot be read gives a
   line with ``"output": ""`` and ``"error"`` (the run goes on; the summary counts them).
 - :func:`compare_models` runs several base models over the same split (thesis §4.2's zero-shot comparison),
@@ -38,7 +40,7 @@ from vmeta.video.sampling import FrameSettings
 META_SUFFIX = ".meta.json"
 FORMAT = "vmeta-predictions/1"
 # Settings that must match between a file and a re-run that appends to it.
-COMPARED = ("model", "adapter", "dataset_split_hash", "split", "prompt_hash", "generation", "frames")
+COMPARED = ("model", "adapter", "dataset_split_hash", "split", "prompt_hash", "generation", "frames", "context")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class PredictConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     frames: FrameSettings | None = None  # None: the model family's defaults
     frame_overrides: dict[str, Any] = field(default_factory=dict)  # applied on top (e.g. {"fps": 1.0})
+    context: list[str] | None = None  # None: what the run was trained with (else none); [] turns it off
     limit: int | None = None
     force_new: bool = False
     device: str | None = None
@@ -70,6 +73,10 @@ class PredictConfig:
             raise UserError(f"--limit {self.limit!r}: must be >= 1 (or left out for the whole split).")
         if self.frame_overrides:
             _apply_overrides(self.frames or FrameSettings(), self.frame_overrides)  # fail before loading a model
+        if self.context is not None:
+            from vmeta.dataset.context import check_kinds
+
+            self.context = list(check_kinds(self.context, "--context"))
         if self.prompt is not None and not self.prompt.strip():
             raise UserError("the prompt is empty; leave --prompt out to use the thesis prompt.")
 
@@ -215,6 +222,7 @@ def _start_new(out: Path) -> None:
 def _record_line(
     record,
     prompt: str,
+    block: str,
     p_hash: str,
     loaded,
     res: Result | None,
@@ -228,6 +236,7 @@ def _record_line(
         "id": record.id,
         "category": record.category,
         "prompt": prompt,
+        "context": block,
         "prompt_hash": p_hash,
         "reference": record.label,
         "output": res.text if res is not None else "",
@@ -266,6 +275,7 @@ def predict(
 ) -> PredictSummary:
     """Run the prediction described by ``cfg`` (see the module docstring). ``on_progress(done, total)`` is called
     after each batch; ``show_progress`` draws a rich progress bar with ETA on ``console``."""
+    from vmeta.dataset.context import ContextSettings, context_block, context_values, record_context, with_context
     from vmeta.dataset.prompts import prompt_hash
     from vmeta.models.load import load_model, plan_load
     from vmeta.video.decode import load_video
@@ -296,6 +306,10 @@ def predict(
         prompt, prompt_source = trained["prompt"], "run"
     else:
         prompt, prompt_source = cfg.prompt_text, "given" if cfg.prompt is not None else "default"
+    if cfg.context is not None:
+        ctx, ctx_source = ContextSettings(kinds=tuple(cfg.context)), "given"
+    else:
+        ctx, ctx_source = trained.get("context", ContextSettings()), "run" if "context" in trained else "default"
     gen = cfg.generation
     p_hash = prompt_hash(prompt)
     meta = {
@@ -312,8 +326,14 @@ def predict(
         "prompt_hash": p_hash,
         "generation": gen.to_dict(),
         "frames": fs.to_dict(),
+        "context": ctx.to_dict() if ctx.enabled else None,
         # given (flags / the caller), run (its run.json), default (the thesis prompt), model (the family's frames)
-        "sources": {"prompt": prompt_source, "frames": fs_source, "frame_overrides": sorted(cfg.frame_overrides)},
+        "sources": {
+            "prompt": prompt_source,
+            "frames": fs_source,
+            "frame_overrides": sorted(cfg.frame_overrides),
+            "context": ctx_source,
+        },
         "batch_size": cfg.batch_size,
         "versions": _versions(),
     }
@@ -349,23 +369,29 @@ def predict(
             convs, ok = [], []
             for rec in batch:
                 path = ds.video_path(rec)
+                block = ""
                 try:
                     video = load_video(path, fs)
+                    values = context_values(
+                        ctx, path, stored=record_context(rec), cache_dir=settings.resolved_cache_dir
+                    )
+                    block = context_block(values, max_chars=ctx.max_chars)
                 except UserError as exc:
-                    row = _record_line(rec, prompt, p_hash, loaded, None, str(exc), fs, gen)
+                    row = _record_line(rec, prompt, block, p_hash, loaded, None, str(exc), fs, gen)
                     append_jsonl(cfg.out, row)
                     new_rows.append(row)
                     written += 1
                     continue
+                text = with_context(prompt, block)
                 convs.append(
-                    [{"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": prompt}]}]
+                    [{"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": text}]}]
                 )
-                ok.append((rec, path))
+                ok.append((rec, path, block))
             if convs:
                 results = generate_batch(loaded, convs, gen, fs)
-                for (rec, path), res in zip(ok, results, strict=True):
+                for (rec, path, block), res in zip(ok, results, strict=True):
                     res.stats.frames[0]["source"] = str(path)
-                    row = _record_line(rec, prompt, p_hash, loaded, res, None, fs, gen)
+                    row = _record_line(rec, prompt, block, p_hash, loaded, res, None, fs, gen)
                     append_jsonl(cfg.out, row)
                     new_rows.append(row)
                     written += 1
@@ -399,8 +425,8 @@ def predict(
 
 
 def _run_inputs(run: Path | None) -> dict[str, Any]:
-    """The prompt and frame settings a training run recorded in its run.json (what its model was trained to see);
-    empty without --run or without them (a bare adapter folder, a merged export)."""
+    """The prompt, frame settings and context a training run recorded in its run.json (what its model was trained
+    to see); empty without --run or without them (a bare adapter folder, a merged export)."""
     if run is None:
         return {}
     manifest = runs.read_run(Path(run).expanduser())
@@ -415,6 +441,10 @@ def _run_inputs(run: Path | None) -> dict[str, Any]:
         raise UserError(f"{exc} Or predict with --model and --adapter instead of --run.") from None
     if frames is not None:
         out["frames"] = frames
+    if manifest.context:
+        from vmeta.dataset.context import ContextSettings
+
+        out["context"] = ContextSettings.from_dict(manifest.context)
     return out
 
 

@@ -62,6 +62,7 @@ class RunManifest(BaseModel):
     prompt: str | None = None
     prompt_hash: str | None = None
     frames: dict[str, Any] | None = None  # vmeta.video.sampling.FrameSettings.to_dict()
+    context: dict[str, Any] | None = None  # vmeta.dataset.context.ContextSettings.to_dict(); None: no context
     status: str | None = None  # running | finished | interrupted | failed
     started: str | None = None
     finished: str | None = None

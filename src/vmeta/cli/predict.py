@@ -59,6 +59,15 @@ def predict_cmd(
     prompt_file: Annotated[
         Path | None, typer.Option("--prompt-file", help="Read the instruction from a UTF-8 file.", show_default=False)
     ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Text put before the instruction: screen_text (on-screen text by OCR), or none. Default: what "
+            "the run was trained with.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per generate call (left padding).")] = 1,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
     min_new_tokens: Annotated[int, typer.Option("--min-new-tokens")] = 0,
@@ -142,6 +151,7 @@ def predict_cmd(
         batch_size=batch_size,
         generation=gen,
         frame_overrides=overrides,
+        context=None if context is None else [k.strip() for k in context.split(",") if k.strip() not in ("", "none")],
         limit=limit,
         force_new=force_new,
         device=device,

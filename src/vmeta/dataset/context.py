@@ -108,7 +108,11 @@ def context_block(values: dict[str, str], *, max_chars: int = DEFAULT_MAX_CHARS)
 
 
 def context_values(
-    ctx: ContextSettings, video: str | Path, *, stored: dict[str, str | None] | None = None, cache_dir: Path | None = None
+    ctx: ContextSettings,
+    video: str | Path,
+    *,
+    stored: dict[str, str | None] | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, str]:
     """The text of each of `ctx.kinds` for one video: what the record stored (`stored`, e.g.
     `{"screen_text": record.screen_text.text}`) or else read now (on-screen text through the OCR cache under
@@ -132,6 +136,75 @@ def record_context(record: Any) -> dict[str, str | None]:
     return {"screen_text": st.text if st is not None else None}
 
 
+def record_blocks(
+    ctx: ContextSettings,
+    records: list[Any],
+    root: Path,
+    *,
+    cache_dir: Path | None = None,
+    on_read: Any = None,
+) -> dict[str, str]:
+    """Record id -> its context block ("" for none), reading now what a record does not store. A video that
+    cannot be read is a UserError naming the sample (training must not silently drop its context).
+    `on_read(done, total)` is called after each record (a progress bar)."""
+    if not ctx.enabled:
+        return {}
+    out: dict[str, str] = {}
+    for i, r in enumerate(records):
+        video = Path(r.video) if Path(r.video).is_absolute() else root / r.video
+        try:
+            values = context_values(ctx, video, stored=record_context(r), cache_dir=cache_dir)
+        except UserError as exc:
+            raise UserError(f"sample {r.id}: reading its {', '.join(ctx.kinds)} context failed: {exc}") from None
+        out[r.id] = context_block(values, max_chars=ctx.max_chars)
+        if on_read is not None:
+            on_read(i + 1, len(records))
+    return out
+
+
+def messages_with_context(
+    messages: list[dict[str, Any]], ctx: ContextSettings, *, cache_dir: Path | None = None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """A chat's messages with each user turn that carries a local video given that video's context block before
+    its text (as in training). -> (new messages, video path -> the block added). The messages are not changed
+    in place; videos given as frames or URLs are left as they are."""
+    if not ctx.enabled:
+        return messages, {}
+    added: dict[str, str] = {}
+    out = []
+    for msg in messages:
+        content = msg.get("content")
+        if msg.get("role") != "user" or not isinstance(content, list):
+            out.append(msg)
+            continue
+        videos = [p.get("video") for p in content if isinstance(p, dict) and p.get("type") == "video"]
+        paths = [v for v in videos if isinstance(v, str | Path) and not str(v).startswith(("http:", "https:"))]
+        if not paths:
+            out.append(msg)
+            continue
+        block = "\n".join(
+            b
+            for b in (
+                context_block(
+                    context_values(ctx, Path(str(v).removeprefix("file://")), cache_dir=cache_dir),
+                    max_chars=ctx.max_chars,
+                )
+                for v in paths
+            )
+            if b
+        )
+        for v in paths:
+            added[str(v)] = block
+        parts = [dict(p) if isinstance(p, dict) else p for p in content]
+        texts = [p for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+        if block and texts:
+            texts[0]["text"] = with_context(str(texts[0].get("text") or ""), block)
+        elif block:
+            parts.append({"type": "text", "text": block})
+        out.append({**msg, "content": parts})
+    return out, added
+
+
 def with_context(instruction: str, block: str) -> str:
     """The user turn's text: the context block (if any), a newline, then the instruction."""
     return f"{block}\n{instruction}" if block else instruction
@@ -145,6 +218,8 @@ __all__ = [
     "check_kinds",
     "context_block",
     "context_values",
+    "messages_with_context",
+    "record_blocks",
     "record_context",
     "with_context",
 ]

@@ -121,6 +121,44 @@ class DataConfig(_Group):
     )
     num_workers: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1, description="Use only the first N training samples (smoke tests).")
+    context: list[str] = Field(
+        default_factory=list,
+        description="Text put before the instruction in every sample: screen_text (the on-screen text, by OCR). "
+        "Recorded in run.json; predict --run and vmeta serve then add it too.",
+    )
+    context_max_chars: int = Field(200, ge=10, description="Longest context text per kind, in characters.")
+    screen_text: dict[str, Any] = Field(
+        default_factory=dict, description="How on-screen text is read (ScreenTextSettings overrides: fps, ...)."
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, v: list[str]) -> list[str]:
+        from vmeta.dataset.context import check_kinds
+
+        try:
+            return list(check_kinds(v, "data.context"))
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("screen_text")
+    @classmethod
+    def _screen_text(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from vmeta.video.screen_text import ScreenTextSettings
+
+        try:
+            ScreenTextSettings.from_dict(v)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    def context_settings(self) -> Any:
+        """The run's `vmeta.dataset.context.ContextSettings`."""
+        from vmeta.dataset.context import ContextSettings
+
+        return ContextSettings(
+            kinds=tuple(self.context), max_chars=self.context_max_chars, screen_text=dict(self.screen_text)
+        )
 
     @field_validator("frames")
     @classmethod

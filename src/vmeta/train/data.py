@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vmeta.dataset.context import with_context
 from vmeta.errors import UserError
 from vmeta.video.sampling import FrameSettings
 
@@ -104,6 +105,8 @@ class SupervisedDataset:
         prompt: str,
         cutoff_len: int,
         cache: FrameCache,
+        *,
+        blocks: dict[str, str] | None = None,
     ):
         self.records = records
         self.root = Path(dataset_root)
@@ -112,6 +115,7 @@ class SupervisedDataset:
         self.prompt = prompt
         self.cutoff_len = cutoff_len
         self.cache = cache
+        self.blocks = blocks or {}  # record id -> context block put before the prompt (vmeta.dataset.context)
         self.truncated: set[str] = set()
 
     def __len__(self) -> int:
@@ -130,8 +134,9 @@ class SupervisedDataset:
             fr = self.cache.load(path, self.frames)
         except UserError as exc:
             raise UserError(f"sample {rec.id}: {exc}") from None
+        prompt = with_context(self.prompt, self.blocks.get(rec.id, ""))
         enc = encode_sample(
-            self.processor, fr.frames, fr.metadata, self.prompt, rec.label, cutoff_len=self.cutoff_len, sample_id=rec.id
+            self.processor, fr.frames, fr.metadata, prompt, rec.label, cutoff_len=self.cutoff_len, sample_id=rec.id
         )
         if enc.truncated:
             self.truncated.add(rec.id)

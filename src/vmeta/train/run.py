@@ -20,6 +20,7 @@ hooks) with vmeta's collator and callbacks.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -56,6 +57,8 @@ class _Inputs:
     frames: Any  # FrameSettings
     prompt: str
     preflight: dict[str, Any]
+    context: Any  # vmeta.dataset.context.ContextSettings
+    blocks: dict[str, str]  # record id -> its context block (train and val; empty without context)
 
 
 def run_training(
@@ -78,7 +81,7 @@ def run_training(
     splits = _read_splits(cfg)
     set_seed(cfg.training.seed)
     loaded, precision = load_base(cfg, settings)
-    inputs = _plan_inputs(cfg, loaded, splits)
+    inputs = _plan_inputs(cfg, loaded, splits, settings, progress)
     with _train_log(run.path) as log:
         model, pissa_init, counts = _prepare_model(cfg, loaded, precision, run)
         train_ds, cache = _training_data(cfg, loaded, splits, inputs, settings)
@@ -113,13 +116,17 @@ def _read_splits(cfg: TrainConfig) -> _Splits:
     return _Splits(root, train, val)
 
 
-def _plan_inputs(cfg: TrainConfig, loaded: Any, splits: _Splits) -> _Inputs:
-    """Frame settings and instruction; refuses, before any step, a sample whose vision tokens cannot fit."""
+def _plan_inputs(cfg: TrainConfig, loaded: Any, splits: _Splits, settings: Any, progress: bool) -> _Inputs:
+    """Frame settings, instruction and each sample's context block (on-screen text the dataset does not store is
+    read now, once, through the OCR cache); refuses, before any step, a sample whose tokens cannot fit."""
     from vmeta.train.data import preflight
 
     fs = frame_settings(cfg, loaded.spec)
     prompt = prompt_text(cfg)
-    p_tokens = len(loaded.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]) + 24
+    ctx = cfg.data.context_settings()
+    blocks = _context_blocks(ctx, splits, settings, progress)
+    longest = max(blocks.values(), key=len, default="")
+    p_tokens = len(loaded.processor.tokenizer(f"{longest}\n{prompt}", add_special_tokens=False)["input_ids"]) + 24
     vision_cfg = getattr(loaded.model.config, "vision_config", None)
     pre = preflight(
         splits.train,
@@ -129,7 +136,20 @@ def _plan_inputs(cfg: TrainConfig, loaded: Any, splits: _Splits) -> _Inputs:
         patch=getattr(vision_cfg, "patch_size", 14),
         merge=getattr(vision_cfg, "spatial_merge_size", 2),
     )
-    return _Inputs(fs, prompt, pre)
+    return _Inputs(fs, prompt, pre, ctx, blocks)
+
+
+def _context_blocks(ctx: Any, splits: _Splits, settings: Any, progress: bool) -> dict[str, str]:
+    from vmeta.dataset.context import record_blocks
+    from vmeta.progress import progress_bar
+
+    records = splits.train + splits.val
+    read = functools.partial(record_blocks, ctx, records, splits.root, cache_dir=settings.resolved_cache_dir)
+    if not ctx.enabled or not progress:
+        return read()
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(f"reading {', '.join(ctx.kinds)}", total=len(records))
+        return read(on_read=lambda done, _total: bar.update(task, completed=done))
 
 
 @contextlib.contextmanager
@@ -186,7 +206,14 @@ def _training_data(cfg: TrainConfig, loaded: Any, splits: _Splits, inputs: _Inpu
 
     cache = FrameCache(cfg.data.frame_cache, settings.resolved_cache_dir / "frames")
     ds = SupervisedDataset(
-        splits.train, splits.root, loaded.processor, inputs.frames, inputs.prompt, cfg.data.cutoff_len, cache
+        splits.train,
+        splits.root,
+        loaded.processor,
+        inputs.frames,
+        inputs.prompt,
+        cfg.data.cutoff_len,
+        cache,
+        blocks=inputs.blocks,
     )
     return ds, cache
 
@@ -235,6 +262,9 @@ def _write_manifest(
         },
         prompt=inputs.prompt,
         prompt_hash=prompt_hash(inputs.prompt),
+        context=inputs.context.to_dict(),
+        # training samples that carried a context block (a video without on-screen text carries none)
+        context_samples=sum(bool(inputs.blocks.get(r.id)) for r in splits.train) if inputs.context.enabled else None,
         frames=inputs.frames.to_dict(),
         cutoff_len=cfg.data.cutoff_len,
         preflight=inputs.preflight,
@@ -281,7 +311,7 @@ def _make_trainer(
     cbs: list[Any] = [MetricsFileCallback(run.path), progress_cb]
     trainer: Any = None
     if cfg.training.evaluates:
-        evaluator = ValEvaluator(cfg, loaded, splits.val, splits.root, inputs.frames, inputs.prompt)
+        evaluator = ValEvaluator(cfg, loaded, splits.val, splits.root, inputs.frames, inputs.prompt, inputs.blocks)
         on_eval = _best_keeper(cfg, run, lambda: trainer.model, loaded.processor, pissa_init)
         cbs.append(GenerationEvalCallback(evaluator, cfg.training.eval_steps, cfg.training.eval_each_epoch, on_eval))
     cbs += list(callbacks or [])

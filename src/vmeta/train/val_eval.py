@@ -7,19 +7,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vmeta.dataset.context import with_context
 from vmeta.train.config import TrainConfig
 
 
 class ValEvaluator:
     """Generate on (up to eval_limit) val samples with the model being trained and score them."""
 
-    def __init__(self, cfg: TrainConfig, loaded: Any, records: list[Any], dataset_root: Path, fs: Any, prompt: str):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        loaded: Any,
+        records: list[Any],
+        dataset_root: Path,
+        fs: Any,
+        prompt: str,
+        blocks: dict[str, str] | None = None,
+    ):
         self.cfg = cfg
         self.loaded = loaded
         self.records = records[: cfg.training.eval_limit] if cfg.training.eval_limit else records
         self.root = dataset_root
         self.fs = fs
         self.prompt = prompt
+        self.blocks = blocks or {}  # record id -> context block, as in training
         self._ctx = None
 
     def __call__(self, model: Any) -> dict[str, float]:
@@ -52,7 +63,7 @@ class ValEvaluator:
                             "role": "user",
                             "content": [
                                 {"type": "video", "video": str(self._path(r))},
-                                {"type": "text", "text": self.prompt},
+                                {"type": "text", "text": with_context(self.prompt, self.blocks.get(r.id, ""))},
                             ],
                         }
                     ]
