@@ -177,24 +177,15 @@ def messages_with_context(
         if msg.get("role") != "user" or not isinstance(content, list):
             out.append(msg)
             continue
-        videos = [p.get("video") for p in content if isinstance(p, dict) and p.get("type") == "video"]
-        paths = [v for v in videos if isinstance(v, str | Path) and not str(v).startswith(("http:", "https:"))]
+        paths = [v for v in map(_local_video, content) if v is not None]
         if not paths:
             out.append(msg)
             continue
-        block = "\n".join(
-            b
-            for b in (
-                context_block(
-                    context_values(ctx, Path(str(v).removeprefix("file://")), cache_dir=cache_dir),
-                    max_chars=ctx.max_chars,
-                )
-                for v in paths
-            )
-            if b
-        )
-        for v in paths:
-            added[str(v)] = block
+        blocks = {
+            v: context_block(context_values(ctx, Path(v), cache_dir=cache_dir), max_chars=ctx.max_chars) for v in paths
+        }
+        added |= blocks
+        block = "\n".join(b for b in blocks.values() if b)
         parts = [dict(p) if isinstance(p, dict) else p for p in content]
         texts = [p for p in parts if isinstance(p, dict) and p.get("type") == "text"]
         if block and texts:
@@ -203,6 +194,23 @@ def messages_with_context(
             parts.append({"type": "text", "text": block})
         out.append({**msg, "content": parts})
     return out, added
+
+
+def _local_video(part: Any) -> str | None:
+    """The local file of a message part that is a video ({"type": "video"} or an OpenAI-style "video_url")."""
+    if not isinstance(part, dict):
+        return None
+    if part.get("type") == "video":
+        value = part.get("video")
+    elif part.get("type") == "video_url":
+        value = (part.get("video_url") or {}).get("url")
+    else:
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if not isinstance(value, str) or value.startswith(("http:", "https:", "data:")):
+        return None  # frames, URLs: nothing to read here
+    return value.removeprefix("file://")
 
 
 def with_context(instruction: str, block: str) -> str:

@@ -299,6 +299,7 @@ def _manifest(
         "dataset_hash": m.dataset.content_hash if m.dataset else None,
         "prompt_hash": m.prompt_hash,
         "frames": m.frames,
+        "context": m.context,  # what the model was trained to read beside the video (on-screen text)
         "dtype": dtype,
         "shard_size": cfg.shard_size,
         "shard_size_bytes": cfg.shard_bytes,

@@ -161,6 +161,7 @@ class LocalEngine:
         self._closed = False
 
         self._frames: dict[tuple[str, str], tuple[Any, str] | None] = {}  # (id, path) -> (FrameSettings, source)
+        self._contexts: dict[tuple[str, str], Any] = {}  # (id, path) -> ContextSettings
 
         self._catalog_lock = threading.Lock()
         self._catalog: list[model_catalog.CatalogEntry] = []
@@ -206,6 +207,9 @@ class LocalEngine:
             frames = self._frames_for(e)
             if frames is not None:
                 info = replace(info, frames=model_catalog.frames_summary(*frames))
+            kinds = self._context_for(e).kinds
+            if kinds:
+                info = replace(info, context=kinds)
             if e.kind == "merged" and self.max_full_models > 1:
                 info = _with_description(
                     info,
@@ -239,6 +243,33 @@ class LocalEngine:
                 out = model_catalog.base_frames(spec, self.device, self.settings)
         self._frames[key] = out
         return out
+
+    def _context_for(self, entry: model_catalog.CatalogEntry) -> Any:
+        """The context (ContextSettings) a variant was trained with; its answers add the same block."""
+        key = (entry.id, str(entry.path))
+        if key not in self._contexts:
+            self._contexts[key] = model_catalog.recorded_context(entry)
+        return self._contexts[key]
+
+    def _with_context(
+        self, entry: model_catalog.CatalogEntry, messages: list[dict[str, Any]], on_stage: Any = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages as the variant was trained to see them: each uploaded video's on-screen text before the
+        user's words (read once per video; the OCR cache keeps it). -> (messages, facts for the answer). A video
+        whose text cannot be read is answered without it (said in the facts and the log), never refused."""
+        from vmeta.dataset.context import messages_with_context
+
+        ctx = self._context_for(entry)
+        if not ctx.enabled:
+            return messages, {}
+        if on_stage is not None:
+            on_stage("context", {"kinds": list(ctx.kinds)})
+        try:
+            out, added = messages_with_context(messages, ctx, cache_dir=self.settings.resolved_cache_dir)
+        except UserError as exc:
+            log.warning("engine: %s answers without its context: %s", entry.id, exc)
+            return messages, {"context_error": str(exc)}
+        return out, {"context": {Path(v).name: block for v, block in added.items()}}
 
     def unavailable(self) -> list[tuple[ModelInfo, str]]:
         return [(e.info, e.reason) for e in self._refresh_catalog() if not e.available]
@@ -427,9 +458,10 @@ class LocalEngine:
         try:
             loaded, _, _ = self._select(read.entry)
             fs, _ = self._frames_for(read.entry, loaded.spec) or (None, "")
+            messages, _ = self._with_context(read.entry, read.messages)
             read.done, read.total, read.digests = read_ahead(
                 loaded,
-                read.messages,
+                messages,
                 fs,
                 store=self.prompt_cache,
                 scope=(read.entry.id, read.user),
@@ -607,6 +639,11 @@ class LocalEngine:
             return exc
         except UserError as exc:
             return EngineError(str(exc))
+
+        def stage(name: str, facts: dict[str, Any]) -> None:
+            job.post(Stage(name, facts, time.perf_counter() - started))
+
+        messages, context_facts = self._with_context(job.entry, req.messages, stage)
         first: float | None = None
         pieces = 0
         stats: GenerationStats | None = None
@@ -616,13 +653,13 @@ class LocalEngine:
                 called = time.perf_counter()
                 it = generate_stream(
                     loaded,
-                    req.messages,
+                    messages,
                     gen,
                     frames=fs,
                     cancel=job.cancel,
                     store=self.prompt_cache,
                     scope=(job.entry.id, req.user or ""),
-                    on_stage=lambda name, facts: job.post(Stage(name, facts, time.perf_counter() - started)),
+                    on_stage=stage,
                 )
                 try:
                     for piece in it:
@@ -652,7 +689,7 @@ class LocalEngine:
             self._record(job, stats, "cancelled", queue_s, pieces, total_s=end - started)
             return None
         info = job.entry.info
-        extra: dict[str, Any] = {"model_id": info.id, "kind": info.kind, **facts}
+        extra: dict[str, Any] = {"model_id": info.id, "kind": info.kind, **facts, **context_facts}
         if stats is not None:
             extra.update(
                 prep_s=stats.prep_s,

@@ -23,6 +23,8 @@ class ModelInfo:
     # The frames it reads from a video (frame settings + where they come from: its run, the model's defaults,
     # the CPU budget); None when the engine does not know (remote).
     frames: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    # What it reads beside the video because it was trained with it (["screen_text"]); empty for most.
+    context: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
 
 @dataclass

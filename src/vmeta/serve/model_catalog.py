@@ -16,10 +16,11 @@ model, a folder without weights, ...): such entries are listed, never served sil
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from vmeta import runs
 from vmeta.config import Settings
@@ -27,6 +28,8 @@ from vmeta.errors import UserError
 from vmeta.runs import RunManifest
 from vmeta.serve.engine_api import ModelInfo
 from vmeta.video.sampling import FrameSettings
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["base", "adapter", "merged"]
 Origin = Literal["config", "option", "runs", "exports"]
@@ -338,6 +341,23 @@ def recorded_frames(entry: CatalogEntry) -> FrameSettings | None:
         return None
 
 
+def recorded_context(entry: CatalogEntry) -> Any:
+    """The context (`vmeta.dataset.context.ContextSettings`) a variant was trained with — its run.json, or the
+    export manifest of a merged model; none for the base model and for folders that do not say."""
+    from vmeta.dataset.context import ContextSettings
+
+    if entry.kind == "base" or entry.path is None:
+        return ContextSettings()
+    ctx = entry.run.context if entry.run is not None else None
+    if not isinstance(ctx, dict) and entry.kind == "merged":
+        ctx = (_read_json(entry.path / "vmeta_export.json") or {}).get("context")
+    try:
+        return ContextSettings.from_dict(ctx if isinstance(ctx, dict) else None)
+    except UserError as exc:  # a newer writer's kind: serve without it rather than refuse the variant
+        log.warning("%s: its context cannot be used (%s); answers will not add it.", entry.path, exc)
+        return ContextSettings()
+
+
 def frames_summary(fs: FrameSettings, source: str) -> dict:
     """What a client is told about a variant's frames (GET /api/models, /v1/models)."""
     out: dict = {"source": source, "index_rule": fs.index_rule}
@@ -359,6 +379,7 @@ __all__ = [
     "discover",
     "frames_summary",
     "parse_adapter_option",
+    "recorded_context",
     "recorded_frames",
     "same_base",
 ]

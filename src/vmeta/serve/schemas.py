@@ -175,6 +175,7 @@ class ModelOut(BaseModel):
     available: bool = True
     reason: str | None = None  # why it cannot be used, when available is false
     frames: dict[str, Any] | None = None  # the frames it reads from a video, and where those settings come from
+    context: list[str] = []  # what it reads beside the video because it was trained with it (screen_text)
 
 
 # -------------------------------------------------------------------------------------------- admin

@@ -8,7 +8,7 @@ POST /api/conversations/{id}/messages answers as Server-Sent Events:
   event: token   {text}
   event: done    {message_id, model, base_model, adapter, ttft_ms, total_ms, queue_ms, engine_ttft_ms,
                   engine_total_ms, server_overhead_ms, prompt_tokens, completion_tokens, finish_reason,
-                  frames, visual_tokens, cached_tokens}
+                  frames, visual_tokens, cached_tokens, screen_text}
   event: error   {detail}
 The assistant message is stored when the answer ends; if the client goes away mid-answer, what was generated
 is stored with status "interrupted".
@@ -459,14 +459,17 @@ def _done_payload(msg_id: str, model: str, done: Done | None, t0: float, first_a
     }
 
 
-def _reading_facts(done: Done | None) -> dict[str, int | None]:
-    """How much the model read: frames of the videos, their visual tokens, prompt tokens reused from earlier turns."""
+def _reading_facts(done: Done | None) -> dict[str, int | str | None]:
+    """How much the model read: frames of the videos, their visual tokens, prompt tokens reused from earlier turns,
+    and the on-screen text put before the question (for a variant trained with it)."""
     extra = done.extra if done else {}
     frames = extra.get("frames")
+    context = extra.get("context")
     return {
         "frames": sum(int(f.get("nframes") or 0) for f in frames) if isinstance(frames, list) else None,
         "visual_tokens": extra.get("visual_tokens"),
         "cached_tokens": extra.get("cached_tokens"),
+        "screen_text": "\n".join(b for b in context.values() if b) or None if isinstance(context, dict) else None,
     }
 
 
@@ -486,7 +489,8 @@ def _store_answer(
 ) -> str:
     payload = _done_payload("", model, done, t0, first_at, end)
     timings = {k: payload[k] for k in ("queue_ms", "engine_ttft_ms", "engine_total_ms", "server_overhead_ms")}
-    timings.update({k: payload[k] for k in ("frames", "visual_tokens", "cached_tokens") if payload[k] is not None})
+    read = ("frames", "visual_tokens", "cached_tokens", "screen_text")
+    timings.update({k: payload[k] for k in read if payload[k] is not None})
     if error:
         timings["error"] = error
     with session_scope(state.sessions) as db:

@@ -31,6 +31,7 @@ def list_models(engine: InferenceEngine, state: State) -> list[schemas.ModelOut]
             available=reason is None,
             reason=reason,
             frames=m.frames,
+            context=list(m.context),
         )
         for m, reason in rows
     ]

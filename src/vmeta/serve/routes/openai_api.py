@@ -120,7 +120,13 @@ def list_models(state: State, principal: ApiPrincipal) -> dict[str, Any]:
                 "owned_by": "vmeta",
                 "root": m.base,
                 "parent": m.base if m.adapter else None,
-                "vmeta": {"kind": m.kind, "adapter": m.adapter, "description": m.description, "frames": m.frames},
+                "vmeta": {
+                    "kind": m.kind,
+                    "adapter": m.adapter,
+                    "description": m.description,
+                    "frames": m.frames,
+                    "context": list(m.context),
+                },
             }
             for m in state.engine.models()
         ],

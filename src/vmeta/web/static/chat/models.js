@@ -29,7 +29,8 @@ export function renderModels() {
   const select = $("model-select");
   select.replaceChildren();
   for (const m of state.models) {
-    const opt = el("option", null, `${m.id} · ${t(`chat.kind.${m.kind}`)}`);
+    const reads = m.context?.includes("screen_text") ? ` · ${t("chat.model_screen_text")}` : "";
+    const opt = el("option", null, `${m.id} · ${t(`chat.kind.${m.kind}`)}${reads}`);
     opt.value = m.id;
     if (m.description) opt.title = m.description;
     select.append(opt);
