@@ -145,6 +145,7 @@ def test_format_value():
     assert [format_value(v) for v in (5e-05, 1e-4, 3.0e-5, 4.0, 4, 0.5, True, "full", [1, 2], -6, None)] == [
         "5e-5", "1e-4", "3e-5", "4", "4", "0.5", "true", "full", "1+2", "-6", "none",
     ]  # fmt: skip
+    assert format_value([]) == "none"  # an empty list (e.g. no context) still names its run
 
 
 @pytest.mark.parametrize(
@@ -178,20 +179,13 @@ def test_invalid_grids_fail_before_anything_runs(tmp_path, text, match):
     assert trainer.calls == [] and not (tmp_path / "out").exists()
 
 
-def test_thesis_grid_file():
-    grid = REPO / "configs" / "sweeps" / "thesis_lora.yaml"
-    base = REPO / "configs" / "qwen2-vl-2b" / "lora.yaml"
-    if not base.is_file():
-        pytest.skip("configs/qwen2-vl-2b/lora.yaml (written with `vmeta train`) is not there yet")
-    import os
+def test_thesis_grid_file(monkeypatch):
+    import itertools
 
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        spec = load_grid(grid, out_dir="/tmp/never-written")
-    finally:
-        os.chdir(cwd)
-    assert [len(list(__import__("itertools").product(*(a.values for a in g.axes)))) for g in spec.grids] == [3, 4, 4]
+    grid = REPO / "configs" / "sweeps" / "thesis_lora.yaml"
+    monkeypatch.chdir(REPO)  # the grid names its base config relative to the repository
+    spec = load_grid(grid, out_dir="/tmp/never-written")
+    assert [len(list(itertools.product(*(a.values for a in g.axes)))) for g in spec.grids] == [3, 4, 4]
     assert len(spec.runs) == 9  # 3 + 4 + 4 with the shared (1 epoch, 5e-5, r8/16) run trained once
     shared = [r for r in spec.runs if r.grids == [0, 1, 2]]
     assert [r.name for r in shared] == ["epochs1_lr5e-5_r8_alpha16"]
@@ -199,16 +193,32 @@ def test_thesis_grid_file():
     assert spec.eval is not None and spec.eval.split == "test"
 
 
-@pytest.mark.parametrize("grid", sorted(p.name for p in (REPO / "configs" / "sweeps").glob("*.yaml")))
+SHIPPED_GRIDS = sorted(p.name for p in (REPO / "configs" / "sweeps").glob("*.yaml"))
+
+
+def test_the_shipped_grids_are_there():
+    assert {"thesis_lora.yaml", "thesis_freeze.yaml", "thesis_galore.yaml", "screen_text.yaml"} <= set(SHIPPED_GRIDS)
+
+
+@pytest.mark.parametrize("grid", SHIPPED_GRIDS)
 def test_every_shipped_grid_expands(grid, monkeypatch):
     text = (REPO / "configs" / "sweeps" / grid).read_text(encoding="utf-8")
     base = yaml.safe_load(text).get("base")
-    if base and not (REPO / base).is_file():
-        pytest.skip(f"{base} is not there yet")
+    assert not base or (REPO / base).is_file(), f"{grid} names {base}, which is not in the repository"
     monkeypatch.chdir(REPO)
     spec = load_grid(REPO / "configs" / "sweeps" / grid, out_dir="/tmp/never-written")
     assert spec.runs and len({r.name for r in spec.runs}) == len(spec.runs)
     assert "vmeta sweep configs/sweeps/" + grid in text  # the header says how to run it
+
+
+def test_the_screen_text_grid_runs_the_best_lora_with_and_without_it(monkeypatch):
+    monkeypatch.chdir(REPO)
+    spec = load_grid(REPO / "configs" / "sweeps" / "screen_text.yaml", out_dir="/tmp/never-written")
+    assert [r.name for r in spec.runs] == ["context-none", "context-screen_text"]
+    assert [r.overrides["data.context"] for r in spec.runs] == [[], ["screen_text"]]
+    assert spec.base is not None and spec.base.name == "lora.yaml"  # the thesis' best LoRA config
+    text = (REPO / "configs" / "sweeps" / "screen_text.yaml").read_text(encoding="utf-8")
+    assert all(f"runs/sweeps/screen_text/{r.name}" in text for r in spec.runs)  # the compare command names them
 
 
 # ------------------------------------------------------------------------------------------------ scheduling

@@ -43,7 +43,7 @@ def format_value(v: Any) -> str:
             text = f"{mantissa}e{'-' if m.group(2) == '-' else ''}{m.group(3)}"
         return text
     if isinstance(v, list | tuple):
-        return "+".join(format_value(x) for x in v)
+        return "+".join(format_value(x) for x in v) or "none"
     if v is None:
         return "none"
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(v)).strip("-") or "x"
