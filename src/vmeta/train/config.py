@@ -138,8 +138,8 @@ class DataConfig(_Group):
 
         try:
             return list(check_kinds(v, "data.context"))
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+        except UserError as exc:  # pydantic names the field itself
+            raise ValueError(str(exc).removeprefix("data.context: ")) from None
 
     @field_validator("screen_text")
     @classmethod
