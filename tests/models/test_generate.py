@@ -296,7 +296,7 @@ def _build_tiny_internvl(src, out):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl"])
 def test_other_families_load_and_generate(family, tiny_model_dir, tiny_data_dir, clips, tmp_path):
-    from vmeta.models.generate import _prepare
+    from vmeta.models.chat_inputs import prepare_inputs
     from vmeta.models.load import load_model
 
     build = _build_tiny_qwen25 if family == "qwen2_5_vl" else _build_tiny_internvl
@@ -306,7 +306,7 @@ def test_other_families_load_and_generate(family, tiny_model_dir, tiny_data_dir,
     convs = [_ask(c) for c in clips]
     if family == "qwen2_5_vl":
         # absolute-time mRoPE: the sampling fps of each video reaches the model as seconds per temporal patch
-        prepared = _prepare(lm, convs[:2], frame_settings_for(lm.spec))
+        prepared = prepare_inputs(lm, convs[:2], frame_settings_for(lm.spec))
         assert prepared.inputs["second_per_grid_ts"].tolist() == [2 / 4.0, 2 / 2.0]
     else:
         assert frame_settings_for(lm.spec).nframes == 8

@@ -52,10 +52,11 @@ def tiny(tiny_model_dir, tiny_data_dir):
 
 
 def _inputs(lm, clip):
-    from vmeta.models.generate import _prepare, _to_device, frame_settings_for
+    from vmeta.models.chat_inputs import prepare_inputs, to_device
+    from vmeta.models.generate import frame_settings_for
 
     ask = [{"role": "user", "content": [{"type": "video", "video": str(clip)}, {"type": "text", "text": "隐喻？"}]}]
-    return _to_device(lm, _prepare(lm, [ask], frame_settings_for(lm.spec)).inputs)
+    return to_device(lm, prepare_inputs(lm, [ask], frame_settings_for(lm.spec)).inputs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

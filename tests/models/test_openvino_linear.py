@@ -68,11 +68,12 @@ def test_converted_model_answers_like_torch_with_the_same_int8_weights(lively, s
 
 def test_dynamic_int8_activations_stay_close(tiny_model_dir, tiny_data_dir, small_clip):
     """The serving default on the plain tiny model (weights of a normally initialised network)."""
-    from vmeta.models.generate import _prepare, _to_device, frame_settings_for
+    from vmeta.models.chat_inputs import prepare_inputs, to_device
+    from vmeta.models.generate import frame_settings_for
     from vmeta.models.load import load_model
 
     lm = load_model(tiny_model_dir, settings=Settings(data_dir=tiny_data_dir), device="cpu", cache=False)
-    inputs = _to_device(lm, _prepare(lm, [_ask(small_clip)], frame_settings_for(lm.spec)).inputs)
+    inputs = to_device(lm, prepare_inputs(lm, [_ask(small_clip)], frame_settings_for(lm.spec)).inputs)
     with torch.inference_mode():
         ref = lm.model(**inputs).logits
         convert_linears(lm.model)  # int8 weights, int8 activations in groups of 32

@@ -92,12 +92,13 @@ def test_a_paused_read_is_continued_by_the_question(lively, clips, monkeypatch):
     import torch
 
     from vmeta.models import prompt_cache
-    from vmeta.models.generate import _prepare, _to_device, frame_settings_for
+    from vmeta.models.chat_inputs import prepare_inputs, to_device
+    from vmeta.models.generate import frame_settings_for
 
     monkeypatch.setattr(prompt_cache, "PAUSE_CHUNK_TOKENS", 16)
     store = PromptCache(max_bytes=1 << 30)
     messages = turn1(clips[0])
-    inputs = _to_device(lively, _prepare(lively, [messages], frame_settings_for(lively.spec)).inputs)
+    inputs = to_device(lively, prepare_inputs(lively, [messages], frame_settings_for(lively.spec)).inputs)
     n = int(inputs["input_ids"].shape[1])
     chunks = iter(range(100))
     with torch.inference_mode():

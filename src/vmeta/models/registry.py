@@ -18,6 +18,8 @@ from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
 
 Family = Literal["qwen2_vl", "qwen2_5_vl", "internvl", "videollama3", "tiny", "other"]
+# The families on the Qwen-VL code path: their processor keeps vmeta.video's frame sizes, the prompt cache knows them.
+QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "tiny")
 Source = Literal["local", "hf-cache", "hub", "build"]  # build: the tiny model, built on first use
 
 # qwen-vl-utils 0.0.14 defaults, in pixels for a 14-pixel patch and 2x2 merge (factor 28).
