@@ -55,7 +55,7 @@ def write_files(folder: Path) -> list[Path]:
 
 def make_study(tmp: Path, *, data: bool = True, show_reference: bool = True, raters_per_item: int = 2):
     """6 ids x 3 pairs = 18 items, `raters_per_item` ratings wanted per item."""
-    from vmeta.rating.study import create_study
+    from vmeta.rating.create import create_study
 
     files = write_files(tmp / "preds")
     return create_study(

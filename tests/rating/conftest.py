@@ -20,6 +20,6 @@ def pred_files(tmp_path) -> list[Path]:
 @pytest.fixture
 def study(pred_files, tmp_path):
     """An all-pairs study of the three files (6 ids x 3 pairs = 18 items), two raters per item, seed 0."""
-    from vmeta.rating.study import create_study
+    from vmeta.rating.create import create_study
 
     return create_study(pred_files, tmp_path / "study", raters_per_item=2, seed=0)

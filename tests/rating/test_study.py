@@ -11,7 +11,8 @@ import pytest
 from ratingdata import MODELS, ROWS, write_preds
 
 from vmeta.errors import UserError
-from vmeta.rating.study import AlreadyRated, Study, create_study
+from vmeta.rating.create import create_study
+from vmeta.rating.study import AlreadyRated, Study
 
 
 def test_create_writes_a_self_describing_folder(study, pred_files):

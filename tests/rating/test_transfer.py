@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vmeta.errors import UserError
-from vmeta.rating.study import create_study
+from vmeta.rating.create import create_study
 from vmeta.rating.transfer import export_ratings, import_ratings
 
 CSV = """id,rater,model_a,model_b,winner,a_core_concept,b_source,note,time

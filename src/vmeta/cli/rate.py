@@ -40,7 +40,7 @@ def new_cmd(
     ] = True,
 ) -> None:
     """Create a blind side-by-side rating study; run it again with the same inputs to resume (ratings are kept)."""
-    from vmeta.rating.study import create_study
+    from vmeta.rating.create import create_study
 
     study = create_study(
         list(predictions),
