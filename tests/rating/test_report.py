@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from ratingdata import ROWS
 
-from vmeta.rating.report import TEXT, _plot_lang, build_report, human_rating_rows, write_report
+from vmeta.rating.report import build_report, human_rating_rows, write_report
+from vmeta.rating.report_i18n import TEXT
+from vmeta.rating.report_plots import plot_lang
 from vmeta.rating.study import Study
 
 krippendorff = pytest.importorskip("krippendorff")
@@ -206,7 +208,7 @@ def test_report_files_and_json_keys(rated):
     assert "# 人工评测报告" in md and "两两胜率" in md and "Bradley–Terry" in md
     assert "<html lang='zh'>" in page and page.count("data:image/png;base64,") == 3
     # plots are titled by what they show, in the report's language (English only on a machine without a CJK font)
-    assert TEXT[_plot_lang("zh")]["plot_matrix"] in page
+    assert TEXT[plot_lang("zh")]["plot_matrix"] in page
     assert "win_rates.png</" not in page
     write_report(rated, lang="en", n_boot=50, out_dir=rated.root / "report-en")
     assert "Win rates per pair" in (rated.root / "report-en" / "report.md").read_text(encoding="utf-8")
