@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up vmeta on a fresh machine: a virtualenv in .venv with every extra, the CPU build of PyTorch on
 # CPU-only machines, and the Debian packages the tests and reports use (Chromium for browser tests,
-# a CJK font for plots). Safe to run again.
+# a CJK font for plots, espeak-ng to speak the speech tests' sentences). Safe to run again.
 #
 #   bash scripts/setup.sh          # CPU machine (this project's dev/CI kind)
 #   bash scripts/setup.sh --gpu    # CUDA machine: takes PyTorch's CUDA build, no CPU shims
@@ -16,7 +16,7 @@ for arg in "$@"; do
   esac
 done
 
-apt_packages=(chromium fonts-wqy-microhei)
+apt_packages=(chromium fonts-wqy-microhei espeak-ng)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -26,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   elif command -v sudo >/dev/null; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "note: install ${missing[*]} with your package manager (browser tests and CJK plot labels need them)" >&2
+    echo "note: install ${missing[*]} with your package manager (browser tests, CJK plot labels and speech tests need them)" >&2
   fi
 fi
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     default_model: str = "qwen2-vl-2b-instruct"
     models_dir: Path | None = Field(None, description="Local folder searched for model weights before the Hub.")
     hf_offline: bool = False
+    speech_model: Path | None = Field(
+        None,
+        description="Folder of the faster-whisper model that transcribes speech (the `speech` context, vmeta video "
+        "speech), e.g. Systran/faster-whisper-small downloaded on a machine with internet and copied here.",
+    )
 
     # Serving.
     database_url: str | None = None

@@ -1,5 +1,6 @@
 """Commands: `vmeta video inspect VIDEO` — the probe, the frames a model will see, and a contact sheet of them;
-`vmeta video text VIDEO` — the on-screen text (OCR) with the times it was shown."""
+`vmeta video text VIDEO` — the on-screen text (OCR) with the times it was shown; `vmeta video speech VIDEO` — what
+is said (offline ASR) with the times it was said."""
 
 from __future__ import annotations
 
@@ -181,3 +182,52 @@ def text(
     s = result.stats
     how = "from cache" if s.cached else f"{s.frames_read} of {s.frames_sampled} sampled frames read"
     err_console.print(f"{len(result.lines)} line(s); {how}", highlight=False, markup=False, soft_wrap=True)
+
+
+@video_app.command("speech")
+def speech(
+    video: Annotated[Path, typer.Argument(help="A video file.")],
+    language: Annotated[
+        str, typer.Option(help="Whisper language code of the speech (zh, en, ...); 'auto' detects it.")
+    ] = "zh",
+    model: Annotated[
+        Path | None, typer.Option(help="faster-whisper model folder (default: VMETA_SPEECH_MODEL).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (segments with start, end, text).")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Transcribe again even when a result is cached.")
+    ] = False,
+) -> None:
+    """Print what is said in VIDEO with the times it was said (offline ASR, [speech] extra, a local model)."""
+    from vmeta.config import get_settings
+    from vmeta.video.screen_text import format_time
+    from vmeta.video.speech import SpeechCache, SpeechSettings, transcribe
+
+    try:
+        settings = SpeechSettings(language=None if language == "auto" else language)
+    except ValueError as exc:
+        raise UserError(f"{exc}.") from None
+    cache = None if no_cache else SpeechCache(get_settings().resolved_cache_dir / "speech")
+    result = transcribe(video, settings, cache=cache, model_dir=model)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    if not result.segments:
+        why = "no speech found" if result.has_audio else "no audio track"
+        console.print(f"{video}: {why}.", highlight=False, markup=False, soft_wrap=True)
+        return
+    for seg in result.segments:
+        console.print(
+            f"{format_time(seg.start)}–{format_time(seg.end)}  {seg.text}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    s = result.stats
+    how = "from cache" if s.cached else f"{s.audio_s:.1f} s of audio in {s.decode_s + s.asr_s:.1f} s"
+    err_console.print(
+        f"{len(result.segments)} segment(s), {result.language or '?'}, model {result.model}; {how}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
