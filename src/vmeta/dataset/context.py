@@ -1,10 +1,10 @@
-"""Context given to the model beside the video: the text burned into the picture (issue #15), later speech.
+"""Context given to the model beside the video: the text burned into the picture and what is said (issue #15).
 
 One place decides what a context block looks like, so training, prediction, the ShareGPT export and the chat
 server put exactly the same words in front of the instruction:
 
     block = context_block({"screen_text": "作者配文：阴阳两隔\\n上班第一天"})
-    # -> "画面文字：作者配文：阴阳两隔 / 上班第一天"
+    # -> "画面文字：作者配文：阴阳两隔 / 上班第一天"   (and "语音：..." on the next line for the speech kind)
     user_text = with_context(instruction, block)   # block, a newline, then the instruction
 
 A run records which kinds it was trained with (`ContextSettings`, in run.json) and every later use of the run
@@ -20,7 +20,7 @@ from typing import Any
 from vmeta.errors import UserError
 
 # kind -> the label the block starts with. A new kind is one row here plus where its text comes from.
-CONTEXT_LABELS: dict[str, str] = {"screen_text": "画面文字"}
+CONTEXT_LABELS: dict[str, str] = {"screen_text": "画面文字", "speech": "语音"}
 CONTEXT_KINDS = tuple(CONTEXT_LABELS)
 DEFAULT_MAX_CHARS = 200  # per kind: a few captions; long enough for a title and two subtitles
 _LINE_SEPARATOR = " / "
@@ -34,6 +34,7 @@ class ContextSettings:
     kinds: tuple[str, ...] = ()
     max_chars: int = DEFAULT_MAX_CHARS
     screen_text: dict[str, Any] = field(default_factory=dict)  # ScreenTextSettings overrides (fps, ...)
+    speech: dict[str, Any] = field(default_factory=dict)  # SpeechSettings overrides (language, beam_size, ...)
 
     def __post_init__(self) -> None:
         check_kinds(self.kinds, "context")
@@ -53,9 +54,20 @@ class ContextSettings:
         except ValueError as exc:
             raise UserError(f"context.screen_text: {exc}") from None
 
+    def speech_settings(self) -> Any:
+        """The `SpeechSettings` this context transcribes videos with (defaults plus the run's overrides)."""
+        from vmeta.video.speech import SpeechSettings
+
+        try:
+            return SpeechSettings.from_dict(self.speech)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"context.speech: {exc}") from None
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["kinds"] = list(self.kinds)
+        if not self.speech:  # the dict of before speech existed: predict compares it with a resumed file's
+            del out["speech"]
         return out
 
     @classmethod
@@ -65,7 +77,7 @@ class ContextSettings:
             return cls()
         if isinstance(data, list | tuple):
             return cls(kinds=tuple(data))
-        known = {"kinds", "max_chars", "screen_text"}
+        known = {"kinds", "max_chars", "screen_text", "speech"}
         unknown = set(data) - known
         if unknown:
             raise UserError(f"context: unknown key(s) {sorted(unknown)}; known: {sorted(known)}.")
@@ -73,6 +85,7 @@ class ContextSettings:
             kinds=tuple(data.get("kinds") or ()),
             max_chars=data.get("max_chars", DEFAULT_MAX_CHARS),
             screen_text=dict(data.get("screen_text") or {}),
+            speech=dict(data.get("speech") or {}),
         )
 
 
@@ -116,7 +129,7 @@ def context_values(
 ) -> dict[str, str]:
     """The text of each of `ctx.kinds` for one video: what the record stored (`stored`, e.g.
     `{"screen_text": record.screen_text.text}`) or else read now (on-screen text through the OCR cache under
-    `cache_dir/screen_text`, so a video is read once)."""
+    `cache_dir/screen_text`, speech through the ASR cache under `cache_dir/speech`, so a video is read once)."""
     out: dict[str, str] = {}
     stored = stored or {}
     for kind in ctx.kinds:
@@ -126,12 +139,18 @@ def context_values(
 
             cache = ScreenTextCache(cache_dir / "screen_text") if cache_dir is not None else None
             value = read_screen_text(video, ctx.screen_text_settings(), cache=cache).text
+        elif value is None and kind == "speech":
+            from vmeta.video.speech import SpeechCache, transcribe
+
+            cache = SpeechCache(cache_dir / "speech") if cache_dir is not None else None
+            value = transcribe(video, ctx.speech_settings(), cache=cache).text
         out[kind] = value or ""
     return out
 
 
 def record_context(record: Any) -> dict[str, str | None]:
-    """What a dataset record already holds for each kind (None where it was never read)."""
+    """What a dataset record already holds for each kind (None where it was never read). Records do not store
+    speech: a kind missing here is transcribed from the video (through its cache)."""
     st = getattr(record, "screen_text", None)
     return {"screen_text": st.text if st is not None else None}
 
