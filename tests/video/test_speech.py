@@ -176,6 +176,9 @@ def test_bad_video_and_missing_extra_are_user_errors(bad_videos, clips, fake_mod
         transcribe(bad_videos["missing"], EN, model_dir=fake_model_dir, model=Stub())
     with pytest.raises(UserError, match=r"not_video\.mp4: cannot read its audio"):
         transcribe(bad_videos["not_video"], EN, model_dir=fake_model_dir, model=Stub())
+    require_test_model()  # faster-whisper itself loads (and refuses) the folder below
+    with pytest.raises(UserError, match=r"fake-whisper: cannot be loaded .*hf download"):
+        transcribe(clips["spoken"], EN, model_dir=fake_model_dir)  # model.bin is not a CTranslate2 model
     monkeypatch.setitem(sys.modules, "faster_whisper", None)  # as if not installed
     with pytest.raises(UserError, match=r"faster-whisper.*not installed.*vmeta\[speech\]"):
         transcribe(clips["spoken"], EN, model_dir=fake_model_dir)

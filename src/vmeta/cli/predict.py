@@ -63,8 +63,8 @@ def predict_cmd(
         str | None,
         typer.Option(
             "--context",
-            help="Text put before the instruction: screen_text (on-screen text by OCR), or none. Default: what "
-            "the run was trained with.",
+            help="Text put before the instruction: screen_text (on-screen text by OCR), speech (what is said, by "
+            "offline ASR; VMETA_SPEECH_MODEL), both comma-separated, or none. Default: what the run was trained with.",
             show_default=False,
         ),
     ] = None,

@@ -198,7 +198,7 @@ def speech(
         bool, typer.Option("--no-cache", help="Transcribe again even when a result is cached.")
     ] = False,
 ) -> None:
-    """Print what is said in VIDEO with the times it was said (offline ASR, [speech] extra, a local model)."""
+    """Print what is said in VIDEO with the times it was said (offline ASR: the speech extra and a local model)."""
     from vmeta.config import get_settings
     from vmeta.video.screen_text import format_time
     from vmeta.video.speech import SpeechCache, SpeechSettings, transcribe

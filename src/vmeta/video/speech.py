@@ -47,10 +47,10 @@ INSTALL_HINT = "pip install 'vmeta[speech]'"
 SAMPLE_RATE = 16_000  # Whisper's input rate
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")  # without tokenizer.json faster-whisper goes online
 MODEL_HINT = (
-    "a faster-whisper model folder (CTranslate2 format: model.bin, config.json, tokenizer.json, vocabulary.*), "
-    "e.g. Systran/faster-whisper-small (multilingual, reads Mandarin; ~480 MB) downloaded on a machine with "
-    "internet (`hf download Systran/faster-whisper-small --local-dir faster-whisper-small`) and copied here; "
-    "then set VMETA_SPEECH_MODEL=/path/to/faster-whisper-small (environment or .env)"
+    "download a faster-whisper model folder (CTranslate2 format: model.bin, config.json, tokenizer.json, "
+    "vocabulary.*) on a machine with internet, e.g. `hf download Systran/faster-whisper-small --local-dir "
+    "faster-whisper-small` (multilingual, reads Mandarin; ~480 MB), copy it to this machine and set "
+    "VMETA_SPEECH_MODEL=/path/to/faster-whisper-small (environment or .env)"
 )
 
 
@@ -175,15 +175,15 @@ def model_folder(model_dir: str | Path | None = None) -> Path:
 
         model_dir, label = get_settings().speech_model, "VMETA_SPEECH_MODEL="
     if model_dir is None:
-        raise UserError(f"transcribing speech needs a local model and VMETA_SPEECH_MODEL is not set: put {MODEL_HINT}.")
+        raise UserError(f"transcribing speech needs a local model and VMETA_SPEECH_MODEL is not set: {MODEL_HINT}.")
     folder = Path(model_dir).expanduser()
     label = f"{label}{folder}" if label.endswith("=") else f"{label} {folder}"
     if not folder.is_dir():
-        raise UserError(f"{label}: no such folder; put {MODEL_HINT}.")
+        raise UserError(f"{label}: no such folder; {MODEL_HINT}.")
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
         raise UserError(
-            f"{label} is not a complete faster-whisper model folder ({', '.join(missing)} missing); put {MODEL_HINT}."
+            f"{label} is not a complete faster-whisper model folder ({', '.join(missing)} missing); {MODEL_HINT}."
         )
     return folder
 
@@ -220,7 +220,7 @@ class WhisperModel:
         try:
             self._model = _Whisper(str(folder), device=device, compute_type=compute_type, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
-            raise UserError(f"speech model {folder}: cannot be loaded ({exc}); put {MODEL_HINT}.") from None
+            raise UserError(f"speech model {folder}: cannot be loaded ({exc}); {MODEL_HINT}.") from None
         self.folder = folder
         self.calls = 0
 
