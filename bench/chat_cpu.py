@@ -166,7 +166,7 @@ def _ask_before(engine, messages, args):
     """The old path: generate_stream without a prompt cache, frames as the engine now chooses them."""
     from vmeta.models.generate import GenerationSettings, GenerationStats, generate_stream
 
-    loaded = engine._load_base()
+    loaded = engine.slots.load_base()
     fs, _ = engine._frames_for(engine._entry(engine.base_id), loaded.spec)
     pieces, stats = [], None
     for piece in generate_stream(loaded, messages, GenerationSettings(max_new_tokens=args.new_tokens), frames=fs):

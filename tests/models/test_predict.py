@@ -315,7 +315,7 @@ def test_a_run_folder_lends_its_prompt_and_frame_settings(dataset, tiny_model_di
         assert row["frame_indices"] == [0, 9] and row["frame_size"] == [28, 28]  # 1 s at 1 fps -> 2; 28x28
     meta = json.loads(meta_path(out).read_text(encoding="utf-8"))
     assert meta["prompt"] == prompt and meta["frames"] == trained.to_dict()
-    assert meta["sources"] == {"prompt": "run", "frames": "run", "frame_overrides": []}
+    assert meta["sources"] == {"prompt": "run", "frames": "run", "frame_overrides": [], "context": "default"}
 
     # explicit settings still win, and the file says which came from where
     out2 = tmp_path / "overridden.jsonl"
@@ -327,7 +327,7 @@ def test_a_run_folder_lends_its_prompt_and_frame_settings(dataset, tiny_model_di
     assert row["prompt"] == "说说。" and row["frames"]["fps"] == 4.0 and row["frames"]["max_pixels"] == 28 * 28
     assert row["frame_indices"] == [0, 3, 6, 9]  # 1 s at 4 fps
     meta = json.loads(meta_path(out2).read_text(encoding="utf-8"))
-    assert meta["sources"] == {"prompt": "given", "frames": "run", "frame_overrides": ["fps"]}
+    assert meta["sources"] == {"prompt": "given", "frames": "run", "frame_overrides": ["fps"], "context": "default"}
 
     # without --run: the thesis prompt and the model family's frames, as before
     out3 = tmp_path / "plain.jsonl"
@@ -335,5 +335,5 @@ def test_a_run_folder_lends_its_prompt_and_frame_settings(dataset, tiny_model_di
         PredictConfig(data=dataset, out=out3, model=str(tiny_model_dir), generation=GEN, limit=1), settings=settings
     )
     assert json.loads(meta_path(out3).read_text(encoding="utf-8"))["sources"] == {
-        "prompt": "default", "frames": "model", "frame_overrides": [],
+        "prompt": "default", "frames": "model", "frame_overrides": [], "context": "default",
     }  # fmt: skip

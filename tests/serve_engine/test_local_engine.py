@@ -185,7 +185,7 @@ def test_merged_exports_are_served_and_evict_each_other(engine):
     text_b, _ = answer(engine, "tiny:B")
     text_f, _ = answer(engine, "fullrun")  # runs/NAME/model/: full weights
     assert text_f == text_b
-    assert list(engine._full) == ["fullrun"], "one full model at a time by default: loading evicts"
+    assert list(engine.slots.full) == ["fullrun"], "one full model at a time by default: loading evicts"
     assert engine.load_count == 1, "serving merged models never reloads the base"
 
 

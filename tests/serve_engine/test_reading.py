@@ -87,7 +87,7 @@ def test_each_variant_reads_its_own_frames(eng, clip):
 
     from vmeta.models.generate import frame_settings_for
 
-    base_fs = replace(frame_settings_for(eng._load_base().spec), max_pixels=CPU_BUDGET, min_pixels=56 * 56)
+    base_fs = replace(frame_settings_for(eng.slots.load_base().spec), max_pixels=CPU_BUDGET, min_pixels=56 * 56)
     for model, fs in (("tiny", base_fs), ("tiny:small", RUN_FRAMES)):
         plan, _ = plan_for_file(clip, fs)
         _, done, _ = ask(eng, model, first_turn(clip))

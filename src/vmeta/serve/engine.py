@@ -38,11 +38,10 @@ How it works:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,12 +49,11 @@ from typing import Any
 
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
-from vmeta.models.adapters import AdapterSwitch, is_dora, remove_partial_adapter
-from vmeta.models.cpu_runtime import accelerate, pick_runtime
-from vmeta.models.load import free_memory
 from vmeta.models.prompt_cache import PromptCache
 from vmeta.serve import model_catalog
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued, Stage, Token
+from vmeta.serve.media_checks import check_media
+from vmeta.serve.model_slots import ModelSlots, error_text, real_path
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +126,23 @@ class LocalEngine:
 
         self.device = pick_device(device)
         self.dtype, self.dtype_reason = serving_dtype(dtype, self.device)
-        self.max_full_models = max(1, int(max_full_models))
         self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
-        self.runtime = pick_runtime(runtime or self.settings.cpu_runtime, self.device)
-        self._auto_runtime = (runtime or self.settings.cpu_runtime or "auto").strip().lower() == "auto"
-        self.runtime_note = {"torch": "PyTorch, full weights"}.get(self.runtime, f"{self.runtime} (not loaded yet)")
         self.base_id = model_catalog.base_model_id(self.base, self.settings)
-
-        # Model state: touched by the worker thread only (read elsewhere for tests / stats).
-        self._base_loaded: Any = None  # LoadedModel of the base
-        self._base_error: str | None = None
-        self._peft: Any = None  # the PeftModel wrapping the base once an adapter is loaded
-        self._switch: AdapterSwitch | None = None
-        self._adapter_slots: dict[str, str] = {}  # real path of an adapter folder -> peft adapter name
-        self._adapter_errors: dict[str, str] = {}  # real path -> why it could not be loaded
-        self._full: OrderedDict[str, Any] = OrderedDict()  # model id -> LoadedModel of a merged model
-        self.load_count = 0  # how many times the base model was loaded (stays 1)
-        self.loads: list[dict[str, Any]] = []  # every load: {"kind", "id", "seconds"}
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)  # finished jobs (cancelled ones too)
         # Model state of prompts already read, per (variant, person): follow-ups read only their new tokens.
         self.prompt_cache = PromptCache(max_bytes=max(0, int(self.settings.prompt_cache_mb)) * 2**20)
+        self.slots = ModelSlots(
+            self.settings,
+            self.base,
+            self.base_id,
+            self.device,
+            self.dtype,
+            runtime=runtime,
+            max_full_models=max_full_models,
+            prompt_cache=self.prompt_cache,
+            on_adapter_error=lambda: self._refresh_catalog(force=True),
+        )
 
         # Queue state, guarded by _cv.
         self._cv = threading.Condition()
@@ -183,11 +177,11 @@ class LocalEngine:
                 # Adapters that failed to load stay listed as unavailable, with the reason.
                 out = []
                 for e in entries:
-                    key = _real(e.path) if e.kind == "adapter" and e.path is not None else None
-                    if e.available and key in self._adapter_errors:
-                        e = e.unavailable(self._adapter_errors[key])
-                    if e.kind == "base" and self._base_error:
-                        e = e.unavailable(self._base_error)
+                    key = real_path(e.path) if e.kind == "adapter" and e.path is not None else None
+                    if e.available and key in self.slots.adapter_errors:
+                        e = e.unavailable(self.slots.adapter_errors[key])
+                    if e.kind == "base" and self.slots.base_error:
+                        e = e.unavailable(self.slots.base_error)
                     out.append(e)
                 self._catalog = out
                 self._catalog_at = time.monotonic()
@@ -210,10 +204,10 @@ class LocalEngine:
             kinds = self._context_for(e).kinds
             if kinds:
                 info = replace(info, context=kinds)
-            if e.kind == "merged" and self.max_full_models > 1:
+            if e.kind == "merged" and self.slots.max_full_models > 1:
                 info = _with_description(
                     info,
-                    f"merged model (full weights; up to {self.max_full_models} loaded at once beside the base, "
+                    f"merged model (full weights; up to {self.slots.max_full_models} loaded at once beside the base, "
                     "loading another evicts the least recently used)",
                 )
             models.append(info)
@@ -290,7 +284,7 @@ class LocalEngine:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         entry = self._entry(request.model)
-        await self._check_media(request.messages)
+        await check_media(request.messages, probe_videos=self.check_videos)
         loop = asyncio.get_running_loop()
         job = _Job(request=request, entry=entry, loop=loop, events=asyncio.Queue(), queued_at=time.perf_counter())
         with self._cv:
@@ -319,33 +313,6 @@ class LocalEngine:
                     self._waiting.remove(job)
                     self._reposition_locked()
 
-    async def _check_media(self, messages: list[dict[str, Any]]) -> None:
-        """Unreadable videos/images fail here, before the request waits in the queue."""
-        for n, msg in enumerate(messages or []):
-            if not isinstance(msg, dict):
-                raise EngineError(f"message {n + 1} is not an object with 'role' and 'content'.")
-            content = msg.get("content")
-            if not isinstance(content, list):
-                continue
-            for part in content:
-                if not isinstance(part, dict):
-                    continue
-                kind = part.get("type")
-                if kind in ("video", "video_url"):
-                    value = part.get("video") if kind == "video" else (part.get("video_url") or {}).get("url")
-                    path = _local_path(value)
-                    if path is None:
-                        continue  # arrays / decoded frames: nothing to check
-                    if self.check_videos:
-                        await asyncio.to_thread(_probe_video, path)
-                    elif not Path(path).is_file():
-                        raise EngineError(f"the video {Path(path).name} cannot be found; upload it again.")
-                elif kind in ("image", "image_url"):
-                    value = part.get("image") if kind == "image" else (part.get("image_url") or {}).get("url")
-                    path = _local_path(value)
-                    if path is not None:
-                        await asyncio.to_thread(_check_image, path)
-
     def _reposition_locked(self) -> None:
         """Tell every waiting job whose position changed (call with _cv held)."""
         for i, job in enumerate(self._waiting):
@@ -359,6 +326,8 @@ class LocalEngine:
     def _work(self) -> None:
         try:
             self._startup()
+        except Exception:  # a bug while preloading must not kill the worker: every later request would hang
+            log.exception("engine: unexpected error while starting")
         finally:
             with self._cv:
                 self._ready.set()
@@ -456,7 +425,7 @@ class LocalEngine:
 
         t0 = time.perf_counter()
         try:
-            loaded, _, _ = self._select(read.entry)
+            loaded, _, _ = self.slots.select(read.entry)
             fs, _ = self._frames_for(read.entry, loaded.spec) or (None, "")
             messages, _ = self._with_context(read.entry, read.messages)
             read.done, read.total, read.digests = read_ahead(
@@ -470,7 +439,7 @@ class LocalEngine:
             read.status = "done" if read.done >= read.total else "cancelled" if read.cancel.is_set() else "paused"
             read.pauses += read.status == "paused"
         except Exception as exc:  # a read ahead only saves time: never fail anything for it
-            log.warning("engine: reading ahead for %s failed: %s", read.entry.id, _reason(exc))
+            log.warning("engine: reading ahead for %s failed: %s", read.entry.id, error_text(exc))
             read.status = "error"
         read.seconds += time.perf_counter() - t0
         with self._cv:
@@ -484,142 +453,20 @@ class LocalEngine:
 
     def _startup(self) -> None:
         try:
-            self._load_base()
+            self.slots.load_base()
         except Exception as exc:
-            self._base_error = _reason(exc)
-            log.error("engine: the base model %s could not be loaded: %s", self.base, self._base_error)
+            self.slots.base_error = error_text(exc)
+            log.error("engine: the base model %s could not be loaded: %s", self.base, self.slots.base_error)
             self._refresh_catalog(force=True)
             return
         if self._preload:
             for e in self._refresh_catalog(force=True):
                 if e.kind == "adapter" and e.origin == "option" and e.available:
                     try:
-                        self._ensure_adapter(e)
+                        self.slots.ensure_adapter(e)
                     except EngineError as exc:
                         log.warning("engine: adapter %s not loaded: %s", e.id, exc)
             self._refresh_catalog(force=True)
-
-    def _load_base(self) -> Any:
-        if self._base_loaded is not None:
-            return self._base_loaded
-        if self._base_error is not None:
-            raise EngineError(f"the base model {self.base_id} could not be loaded: {self._base_error}")
-        from vmeta.models import load as load_mod
-
-        t0 = time.perf_counter()
-        loaded = load_mod.load_model(
-            self.base, device=self.device, dtype=self.dtype, settings=self.settings, cache=False
-        )
-        self.load_count += 1
-        self.loads.append({"kind": "base", "id": self.base_id, "seconds": time.perf_counter() - t0})
-        self._accelerate(loaded)
-        self._base_loaded = loaded
-        return loaded
-
-    def _accelerate(self, loaded: Any) -> None:
-        """The loaded model converted for this server's CPU runtime (vmeta.models.cpu_runtime), in place."""
-        runtime, note = accelerate(
-            loaded.model, self.runtime, self.dtype, auto=self._auto_runtime, compile_matmuls=self.settings.cpu_compile
-        )
-        self.runtime = runtime
-        if note is not None:
-            self.runtime_note = note
-
-    def _ensure_adapter(self, entry: model_catalog.CatalogEntry) -> tuple[str, float]:
-        """Load the adapter beside the base (once) -> (peft adapter name, seconds spent loading now)."""
-        assert entry.path is not None
-        key = _real(entry.path)
-        if key in self._adapter_slots:
-            return self._adapter_slots[key], 0.0
-        if key in self._adapter_errors:
-            raise EngineError(f"model '{entry.id}' cannot be used on this server: {self._adapter_errors[key]}.")
-        base = self._load_base()
-        if self.runtime != "torch" and is_dora(entry.path):
-            reason = (
-                "a DoRA adapter needs the base model's full weights; serve it with --runtime torch, or merge it "
-                "with `vmeta export` and serve the export"
-            )
-            self._adapter_errors[key] = reason
-            self._refresh_catalog(force=True)
-            raise EngineError(f"model '{entry.id}' cannot be used on this server: {reason}.")
-        name = f"adapter{len(self._adapter_slots) + len(self._adapter_errors)}"
-        t0 = time.perf_counter()
-        try:
-            from peft import PeftModel
-        except ImportError:  # pragma: no cover - peft ships with the train extra
-            raise EngineError("serving adapters needs peft: pip install 'vmeta[train]'.") from None
-        try:
-            if self._peft is None:
-                self._peft = PeftModel.from_pretrained(
-                    base.model, str(entry.path), adapter_name=name, is_trainable=False, low_cpu_mem_usage=True
-                )
-            else:
-                self._peft.load_adapter(str(entry.path), adapter_name=name, is_trainable=False, low_cpu_mem_usage=True)
-        except Exception as exc:
-            remove_partial_adapter(base.model, self._peft, name)
-            if self._switch is not None:
-                self._switch.refresh()
-            reason = f"its adapter does not fit the base model {self.base_id} ({_reason(exc)})"
-            self._adapter_errors[key] = reason
-            self._refresh_catalog(force=True)
-            raise EngineError(f"model '{entry.id}' cannot be used on this server: {reason}.") from None
-        base.model.eval()
-        if self._switch is None:
-            self._switch = AdapterSwitch(self._peft)
-        else:
-            self._switch.refresh()
-        seconds = time.perf_counter() - t0
-        self._adapter_slots[key] = name
-        self.loads.append({"kind": "adapter", "id": entry.id, "seconds": seconds})
-        return name, seconds
-
-    def _ensure_full(self, entry: model_catalog.CatalogEntry) -> tuple[Any, float]:
-        if entry.id in self._full:
-            self._full.move_to_end(entry.id)
-            return self._full[entry.id], 0.0
-        while len(self._full) >= self.max_full_models:
-            evicted, _ = self._full.popitem(last=False)
-            self.prompt_cache.drop(lambda scope, gone=evicted: scope[0] == gone)
-            log.info("engine: evicting merged model %s", evicted)
-        free_memory()
-        from vmeta.models import load as load_mod
-
-        t0 = time.perf_counter()
-        try:
-            loaded = load_mod.load_model(
-                str(entry.path), device=self.device, dtype=self.dtype, settings=self.settings, cache=False
-            )
-        except Exception as exc:
-            raise EngineError(f"model '{entry.id}' could not be loaded: {_reason(exc)}.") from None
-        seconds = time.perf_counter() - t0
-        self._accelerate(loaded)
-        self._full[entry.id] = loaded
-        self.loads.append({"kind": "merged", "id": entry.id, "seconds": seconds})
-        return loaded, seconds
-
-    def _select(self, entry: model_catalog.CatalogEntry) -> tuple[Any, contextlib.AbstractContextManager, dict]:
-        """-> (LoadedModel to generate with, context to generate in, facts for Done.extra)."""
-        facts: dict[str, Any] = {}
-        if entry.kind == "merged":
-            loaded, seconds = self._ensure_full(entry)
-            if seconds:
-                facts["load_s"] = seconds
-            return loaded, contextlib.nullcontext(), facts
-        base = self._load_base()
-        if entry.kind == "base":
-            if self._switch is not None:
-                t0 = time.perf_counter()
-                self._switch.activate(None)
-                facts["adapter_switch_s"] = time.perf_counter() - t0
-            return base, contextlib.nullcontext(), facts
-        name, seconds = self._ensure_adapter(entry)
-        if seconds:
-            facts["adapter_load_s"] = seconds
-        t0 = time.perf_counter()
-        assert self._switch is not None
-        self._switch.activate(name)
-        facts["adapter_switch_s"] = time.perf_counter() - t0
-        return base, contextlib.nullcontext(), facts
 
     def _run(self, job: _Job) -> Done | EngineError | None:
         """Run one job, streaming its tokens; returns the final event (Done or an error) to send."""
@@ -633,7 +480,7 @@ class LocalEngine:
         queue_s = started - job.queued_at
         try:
             gen = _generation_settings(req)
-            loaded, ctx, facts = self._select(job.entry)
+            loaded, ctx, facts = self.slots.select(job.entry)
             fs, fs_source = self._frames_for(job.entry, loaded.spec) or (None, "model defaults")
         except EngineError as exc:
             return exc
@@ -683,7 +530,7 @@ class LocalEngine:
         except Exception as exc:
             log.exception("engine: generation failed for %s", job.entry.id)
             self._record(job, None, "error", queue_s, 0)
-            return EngineError(f"the model failed on this request ({_reason(exc)}).")
+            return EngineError(f"the model failed on this request ({error_text(exc)}).")
         end = time.perf_counter()
         if cancelled or job.cancel.is_set():
             self._record(job, stats, "cancelled", queue_s, pieces, total_s=end - started)
@@ -735,7 +582,24 @@ class LocalEngine:
     @property
     def base_model(self) -> Any:
         """The loaded base model object (None until loaded)."""
-        return self._base_loaded.model if self._base_loaded is not None else None
+        return self.slots.base_loaded.model if self.slots.base_loaded is not None else None
+
+    # what the slots hold, for the start line, /api/stats and tests
+    @property
+    def runtime(self) -> str:
+        return self.slots.runtime
+
+    @property
+    def runtime_note(self) -> str:
+        return self.slots.runtime_note
+
+    @property
+    def load_count(self) -> int:
+        return self.slots.load_count
+
+    @property
+    def loads(self) -> list[dict[str, Any]]:
+        return self.slots.loads
 
     @property
     def queue_length(self) -> int:
@@ -757,11 +621,8 @@ class LocalEngine:
                 self._running.cancel.set()
             self._cv.notify_all()
         self._thread.join(timeout)
-        self._full.clear()
         self.prompt_cache.drop(lambda scope: True)
-        self._peft = None
-        self._base_loaded = None
-        free_memory()
+        self.slots.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -770,57 +631,8 @@ class LocalEngine:
 # -------------------------------------------------------------------------------------------------------- helpers
 
 
-def _real(path: Path | str) -> str:
-    import os
-
-    return os.path.realpath(str(path))
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if isinstance(exc, UserError | EngineError) else f"{type(exc).__name__}: {text}"
-
-
 def _with_description(info: ModelInfo, text: str) -> ModelInfo:
     return replace(info, description=text)
-
-
-def _local_path(value: Any) -> str | None:
-    if isinstance(value, Path):
-        return str(value)
-    if not isinstance(value, str):
-        return None
-    if value.startswith("file://"):
-        return value[len("file://") :]
-    if value.startswith(("data:", "http://", "https://")):
-        raise EngineError(
-            "the engine takes videos and images as uploaded files; data: and http(s) URLs must be resolved by the "
-            "server first."
-        )
-    return value
-
-
-def _probe_video(path: str) -> None:
-    from vmeta.video.probe import probe
-
-    _as_engine_error(probe, path, f"the video {Path(path).name} cannot be read")
-
-
-def _check_image(path: str) -> None:
-    from vmeta.video.probe import check_image
-
-    _as_engine_error(check_image, path, f"the image {Path(path).name} cannot be read")
-
-
-def _as_engine_error(check: Any, path: str, unreadable: str) -> None:
-    """A media check's UserError as the EngineError the client sees; anything else (PyAV/PIL oddities) still a
-    sentence."""
-    try:
-        check(path)
-    except UserError as exc:
-        raise EngineError(str(exc)) from None
-    except Exception as exc:
-        raise EngineError(f"{unreadable} ({type(exc).__name__}).") from None
 
 
 def _generation_settings(req: ChatRequest):  # type: ignore[no-untyped-def]

@@ -313,7 +313,8 @@ def base_frames(spec, device: str, settings: Settings) -> tuple[FrameSettings, s
     for a 15 s clip) take minutes per answer there."""
     from dataclasses import replace as dc_replace
 
-    from vmeta.models.generate import QWEN_FAMILIES, frame_settings_for
+    from vmeta.models.generate import frame_settings_for
+    from vmeta.models.registry import QWEN_FAMILIES
 
     fs = frame_settings_for(spec)
     if not device.startswith("cpu") or spec.family not in QWEN_FAMILIES:  # fixed sizes (InternVL) or own reader
