@@ -167,7 +167,7 @@ def _ask_before(engine, messages, args):
     from vmeta.models.generate import GenerationSettings, GenerationStats, generate_stream
 
     loaded = engine.slots.load_base()
-    fs, _ = engine._frames_for(engine._entry(engine.base_id), loaded.spec)
+    fs, _ = engine.variants.frames_for(engine.variants.entry(engine.base_id), loaded.spec)
     pieces, stats = [], None
     for piece in generate_stream(loaded, messages, GenerationSettings(max_new_tokens=args.new_tokens), frames=fs):
         if isinstance(piece, GenerationStats):

@@ -43,7 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ from vmeta.models.prompt_cache import PromptCache
 from vmeta.serve import model_catalog
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued, Stage, Token
 from vmeta.serve.media_checks import check_media
-from vmeta.serve.model_slots import ModelSlots, error_text, real_path
+from vmeta.serve.model_slots import ModelSlots, error_text
+from vmeta.serve.variants import Variants
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,6 @@ class LocalEngine:
 
         self.device = pick_device(device)
         self.dtype, self.dtype_reason = serving_dtype(dtype, self.device)
-        self.catalog_ttl_s = catalog_ttl_s
         self.check_videos = check_videos
         self.base_id = model_catalog.base_model_id(self.base, self.settings)
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)  # finished jobs (cancelled ones too)
@@ -141,7 +141,17 @@ class LocalEngine:
             runtime=runtime,
             max_full_models=max_full_models,
             prompt_cache=self.prompt_cache,
-            on_adapter_error=lambda: self._refresh_catalog(force=True),
+            on_adapter_error=lambda: self.variants.refresh(force=True),
+        )
+        self.variants = Variants(
+            self.settings,
+            self.base,
+            self.adapters,
+            self.runs_dir,
+            self.exports_dir,
+            self.device,
+            self.slots,
+            catalog_ttl_s,
         )
 
         # Queue state, guarded by _cv.
@@ -154,13 +164,7 @@ class LocalEngine:
         self._ready = threading.Event()
         self._closed = False
 
-        self._frames: dict[tuple[str, str], tuple[Any, str] | None] = {}  # (id, path) -> (FrameSettings, source)
-        self._contexts: dict[tuple[str, str], Any] = {}  # (id, path) -> ContextSettings
-
-        self._catalog_lock = threading.Lock()
-        self._catalog: list[model_catalog.CatalogEntry] = []
-        self._catalog_at = 0.0
-        self._refresh_catalog(force=True)
+        self.variants.refresh(force=True)
 
         self._preload = preload
         self._thread = threading.Thread(target=self._work, name="vmeta-engine", daemon=True)
@@ -168,122 +172,21 @@ class LocalEngine:
 
     # ----------------------------------------------------------------------------------------------- catalog
 
-    def _refresh_catalog(self, force: bool = False) -> list[model_catalog.CatalogEntry]:
-        with self._catalog_lock:
-            if force or time.monotonic() - self._catalog_at > self.catalog_ttl_s:
-                entries = model_catalog.discover(
-                    self.base, self.settings, self.adapters, runs_dir=self.runs_dir, exports_dir=self.exports_dir
-                )
-                # Adapters that failed to load stay listed as unavailable, with the reason.
-                out = []
-                for e in entries:
-                    key = real_path(e.path) if e.kind == "adapter" and e.path is not None else None
-                    if e.available and key in self.slots.adapter_errors:
-                        e = e.unavailable(self.slots.adapter_errors[key])
-                    if e.kind == "base" and self.slots.base_error:
-                        e = e.unavailable(self.slots.base_error)
-                    out.append(e)
-                self._catalog = out
-                self._catalog_at = time.monotonic()
-            return list(self._catalog)
-
     def catalog(self) -> list[model_catalog.CatalogEntry]:
         """Every variant found, servable or not (``entry.available``, ``entry.reason``)."""
-        return self._refresh_catalog()
+        return self.variants.refresh()
 
     def models(self) -> list[ModelInfo]:
         """The variants a client can ask for (unservable ones are in :meth:`catalog` with their reason)."""
-        models = []
-        for e in self._refresh_catalog():
-            if not e.available:
-                continue
-            info = e.info
-            frames = self._frames_for(e)
-            if frames is not None:
-                info = replace(info, frames=model_catalog.frames_summary(*frames))
-            kinds = self._context_for(e).kinds
-            if kinds:
-                info = replace(info, context=kinds)
-            if e.kind == "merged" and self.slots.max_full_models > 1:
-                info = _with_description(
-                    info,
-                    f"merged model (full weights; up to {self.slots.max_full_models} loaded at once beside the base, "
-                    "loading another evicts the least recently used)",
-                )
-            models.append(info)
-        return models
-
-    def _frames_for(self, entry: model_catalog.CatalogEntry, spec: Any = None) -> tuple[Any, str] | None:
-        """(FrameSettings, where they come from) for a variant: the frames its run recorded, else the base
-        model's (its family's defaults on a GPU, the CPU budget on a CPU). None when its model cannot be resolved."""
-        key = (entry.id, str(entry.path))
-        if self._frames.get(key) is not None or (key in self._frames and spec is None):
-            return self._frames[key]
-        fs = model_catalog.recorded_frames(entry)
-        out: tuple[Any, str] | None = None
-        if fs is not None:
-            out = (fs, "export manifest" if entry.origin == "exports" else "run.json (what it was trained on)")
-        else:
-            if spec is None:
-                from vmeta.models.registry import resolve
-
-                try:
-                    spec = resolve(
-                        entry.path if entry.kind == "merged" else self.base, self.settings, build_tiny=False
-                    ).spec
-                except Exception:
-                    spec = None
-            if spec is not None:
-                out = model_catalog.base_frames(spec, self.device, self.settings)
-        self._frames[key] = out
-        return out
-
-    def _context_for(self, entry: model_catalog.CatalogEntry) -> Any:
-        """The context (ContextSettings) a variant was trained with; its answers add the same block."""
-        key = (entry.id, str(entry.path))
-        if key not in self._contexts:
-            self._contexts[key] = model_catalog.recorded_context(entry)
-        return self._contexts[key]
-
-    def _with_context(
-        self, entry: model_catalog.CatalogEntry, messages: list[dict[str, Any]], on_stage: Any = None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """The messages as the variant was trained to see them: each uploaded video's on-screen text before the
-        user's words (read once per video; the OCR cache keeps it). -> (messages, facts for the answer). A video
-        whose text cannot be read is answered without it (said in the facts and the log), never refused."""
-        from vmeta.dataset.context import messages_with_context
-
-        ctx = self._context_for(entry)
-        if not ctx.enabled:
-            return messages, {}
-        if on_stage is not None:
-            on_stage("context", {"kinds": list(ctx.kinds)})
-        try:
-            out, added = messages_with_context(messages, ctx, cache_dir=self.settings.resolved_cache_dir)
-        except UserError as exc:
-            log.warning("engine: %s answers without its context: %s", entry.id, exc)
-            return messages, {"context_error": str(exc)}
-        return out, {"context": {Path(v).name: block for v, block in added.items()}}
+        return self.variants.models()
 
     def unavailable(self) -> list[tuple[ModelInfo, str]]:
-        return [(e.info, e.reason) for e in self._refresh_catalog() if not e.available]
-
-    def _entry(self, model: str) -> model_catalog.CatalogEntry:
-        model = (model or "").strip()
-        for force in (False, True):  # a run that just finished training is found without waiting for the TTL
-            entries = self._refresh_catalog(force=force)
-            for e in entries:
-                if e.id == model or (e.kind == "base" and model in (self.base,)):
-                    if not e.available:
-                        raise EngineError(f"model '{model}' cannot be used on this server: {e.reason}.")
-                    return e
-        names = ", ".join(e.id for e in entries if e.available) or "(none)"
-        raise EngineError(f"unknown model '{model}'; this server offers: {names}.")
+        return self.variants.unavailable()
 
     # ---------------------------------------------------------------------------------------------- requests
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        entry = self._entry(request.model)
+        entry = self.variants.entry(request.model)
         await check_media(request.messages, probe_videos=self.check_videos)
         loop = asyncio.get_running_loop()
         job = _Job(request=request, entry=entry, loop=loop, events=asyncio.Queue(), queued_at=time.perf_counter())
@@ -372,7 +275,7 @@ class LocalEngine:
         own read continues from where this one stopped. One per user (a newer one replaces it). -> whether it
         was queued (False: unknown or unusable model, or the engine is closing)."""
         try:
-            entry = self._entry(model)
+            entry = self.variants.entry(model)
         except EngineError:
             return False
         read = _Read(entry=entry, messages=list(messages), user=user, tags=frozenset(t for t in tags if t))
@@ -426,8 +329,8 @@ class LocalEngine:
         t0 = time.perf_counter()
         try:
             loaded, _, _ = self.slots.select(read.entry)
-            fs, _ = self._frames_for(read.entry, loaded.spec) or (None, "")
-            messages, _ = self._with_context(read.entry, read.messages)
+            fs, _ = self.variants.frames_for(read.entry, loaded.spec) or (None, "")
+            messages, _ = self.variants.with_context(read.entry, read.messages)
             read.done, read.total, read.digests = read_ahead(
                 loaded,
                 messages,
@@ -457,16 +360,16 @@ class LocalEngine:
         except Exception as exc:
             self.slots.base_error = error_text(exc)
             log.error("engine: the base model %s could not be loaded: %s", self.base, self.slots.base_error)
-            self._refresh_catalog(force=True)
+            self.variants.refresh(force=True)
             return
         if self._preload:
-            for e in self._refresh_catalog(force=True):
+            for e in self.variants.refresh(force=True):
                 if e.kind == "adapter" and e.origin == "option" and e.available:
                     try:
                         self.slots.ensure_adapter(e)
                     except EngineError as exc:
                         log.warning("engine: adapter %s not loaded: %s", e.id, exc)
-            self._refresh_catalog(force=True)
+            self.variants.refresh(force=True)
 
     def _run(self, job: _Job) -> Done | EngineError | None:
         """Run one job, streaming its tokens; returns the final event (Done or an error) to send."""
@@ -481,7 +384,7 @@ class LocalEngine:
         try:
             gen = _generation_settings(req)
             loaded, ctx, facts = self.slots.select(job.entry)
-            fs, fs_source = self._frames_for(job.entry, loaded.spec) or (None, "model defaults")
+            fs, fs_source = self.variants.frames_for(job.entry, loaded.spec) or (None, "model defaults")
         except EngineError as exc:
             return exc
         except UserError as exc:
@@ -490,7 +393,7 @@ class LocalEngine:
         def stage(name: str, facts: dict[str, Any]) -> None:
             job.post(Stage(name, facts, time.perf_counter() - started))
 
-        messages, context_facts = self._with_context(job.entry, req.messages, stage)
+        messages, context_facts = self.variants.with_context(job.entry, req.messages, stage)
         first: float | None = None
         pieces = 0
         stats: GenerationStats | None = None
@@ -629,10 +532,6 @@ class LocalEngine:
 
 
 # -------------------------------------------------------------------------------------------------------- helpers
-
-
-def _with_description(info: ModelInfo, text: str) -> ModelInfo:
-    return replace(info, description=text)
 
 
 def _generation_settings(req: ChatRequest):  # type: ignore[no-untyped-def]
