@@ -441,7 +441,7 @@ def _run_inputs(run: Path | None) -> dict[str, Any]:
         raise UserError(f"{exc} Or predict with --model and --adapter instead of --run.") from None
     if frames is not None:
         out["frames"] = frames
-    if manifest.context:
+    if manifest.context and manifest.context.get("kinds"):  # a run trained with context (on-screen text, speech)
         from vmeta.dataset.context import ContextSettings
 
         out["context"] = ContextSettings.from_dict(manifest.context)

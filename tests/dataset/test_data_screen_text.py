@@ -400,8 +400,8 @@ def test_export_refuses_records_without_text_before_writing(tmp_path):
     assert not out.exists()
     res = runner.invoke(app, ["data", "export", str(ds.root), "--out", str(out), "--context", "screen_text"])
     assert isinstance(res.exception, UserError) and "vmeta data screen-text" in str(res.exception)
-    res = runner.invoke(app, ["data", "export", str(ds.root), "--out", str(out), "--context", "speech"])
-    assert isinstance(res.exception, UserError) and "screen_text" in str(res.exception)
+    res = runner.invoke(app, ["data", "export", str(ds.root), "--out", str(out), "--context", "subtitles"])
+    assert isinstance(res.exception, UserError) and "screen_text" in str(res.exception)  # names the known kinds
     # the CLI with text everywhere, records read with two settings: exported, with a warning
     ds.update(lambda recs: [setattr(r, "screen_text", record(r.id, "字幕").screen_text) for r in recs])
     ds.update(lambda recs: recs[0].screen_text.settings.update(fps=2.0))
@@ -410,3 +410,13 @@ def test_export_refuses_records_without_text_before_writing(tmp_path):
     assert "context screen_text" in res.output and "2 different settings" in res.output
     samples = json.loads((out / "all.json").read_text("utf-8"))
     assert all(s["messages"][0]["content"].startswith("<video>画面文字：字幕\n") for s in samples)
+
+
+def test_export_refuses_speech_which_datasets_do_not_store(tmp_path):
+    from vmeta.dataset.context import ContextSettings
+    from vmeta.dataset.sharegpt import export_sharegpt
+
+    ds = stored(tmp_path / "ds", {"a": "有字"})
+    with pytest.raises(UserError, match=r"--context speech: a dataset does not store it.*data.context: \[speech\]"):
+        export_sharegpt(ds, tmp_path / "exp", context=ContextSettings(kinds=("screen_text", "speech")))
+    assert not (tmp_path / "exp").exists()

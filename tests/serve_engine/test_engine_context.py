@@ -124,3 +124,14 @@ def test_the_export_manifest_carries_the_context(tmp_path):
     assert ctx.kinds == ("screen_text",) and ctx.max_chars == 120
     (tmp_path / "vmeta_export.json").write_text('{"frames": {}}')  # an export made without context
     assert not recorded_context(CatalogEntry(info=info, kind="merged", origin="exports", path=tmp_path)).enabled
+
+
+def test_the_answer_payload_names_the_words_read():
+    """What the chat page shows on the answer (and what is stored with it): the blocks, one per video."""
+    from vmeta.serve.routes.conversations import _reading_facts
+
+    done = Done(
+        model="tiny", adapter=None, ttft_s=0.1, total_s=0.2, extra={"context": {"a.mp4": "画面文字：x", "b.mp4": ""}}
+    )
+    assert _reading_facts(done)["context_text"] == "画面文字：x"
+    assert _reading_facts(Done(model="tiny", adapter=None, ttft_s=0.1, total_s=0.2))["context_text"] is None

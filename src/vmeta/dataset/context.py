@@ -148,6 +148,11 @@ def context_values(
     return out
 
 
+STORED_KINDS = (
+    "screen_text",
+)  # what a dataset record can hold (vmeta data screen-text); the rest is read from the video
+
+
 def record_context(record: Any) -> dict[str, str | None]:
     """What a dataset record already holds for each kind (None where it was never read). Records do not store
     speech: a kind missing here is transcribed from the video (through its cache)."""
@@ -241,6 +246,7 @@ __all__ = [
     "CONTEXT_KINDS",
     "CONTEXT_LABELS",
     "DEFAULT_MAX_CHARS",
+    "STORED_KINDS",
     "ContextSettings",
     "check_kinds",
     "context_block",

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vmeta.dataset.categories import canonical_category, category_lookup
-from vmeta.dataset.context import ContextSettings, context_block, record_context, with_context
+from vmeta.dataset.context import STORED_KINDS, ContextSettings, context_block, record_context, with_context
 from vmeta.dataset.prompts import DEFAULT_PROMPT, VIDEO_TOKEN, prompt_hash, user_turn
 from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef, now_iso
 from vmeta.dataset.split import SPLITS, split_hash
@@ -93,6 +93,11 @@ def _check_context(
     the manifest records it (`ContextSettings.to_dict()`; its `screen_text` = the settings the texts were read
     with, when they were all read alike) and every distinct on-screen text setting the records were read with."""
     for kind in ctx.kinds:
+        if kind not in STORED_KINDS:
+            raise UserError(
+                f"--context {kind}: a dataset does not store it and the export reads no video. Train with "
+                f"data.context: [{kind}] instead: training and prediction read each video's {kind} (once, cached)."
+            )
         lacking = [r.id for r in records if record_context(r).get(kind) is None]
         if lacking:
             shown = ", ".join(lacking[:5]) + (", …" if len(lacking) > 5 else "")

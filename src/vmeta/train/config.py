@@ -123,12 +123,15 @@ class DataConfig(_Group):
     limit: int | None = Field(None, ge=1, description="Use only the first N training samples (smoke tests).")
     context: list[str] = Field(
         default_factory=list,
-        description="Text put before the instruction in every sample: screen_text (the on-screen text, by OCR). "
-        "Recorded in run.json; predict --run and vmeta serve then add it too.",
+        description="Text put before the instruction in every sample: screen_text (the on-screen text, by OCR), "
+        "speech (what is said, by offline ASR). Recorded in run.json; predict --run and vmeta serve then add it too.",
     )
     context_max_chars: int = Field(200, ge=10, description="Longest context text per kind, in characters.")
     screen_text: dict[str, Any] = Field(
         default_factory=dict, description="How on-screen text is read (ScreenTextSettings overrides: fps, ...)."
+    )
+    speech: dict[str, Any] = Field(
+        default_factory=dict, description="How speech is transcribed (SpeechSettings overrides: language, ...)."
     )
 
     @field_validator("context")
@@ -152,12 +155,26 @@ class DataConfig(_Group):
             raise ValueError(str(exc)) from None
         return v
 
+    @field_validator("speech")
+    @classmethod
+    def _speech(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from vmeta.video.speech import SpeechSettings
+
+        try:
+            SpeechSettings.from_dict(v)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     def context_settings(self) -> Any:
         """The run's `vmeta.dataset.context.ContextSettings`."""
         from vmeta.dataset.context import ContextSettings
 
         return ContextSettings(
-            kinds=tuple(self.context), max_chars=self.context_max_chars, screen_text=dict(self.screen_text)
+            kinds=tuple(self.context),
+            max_chars=self.context_max_chars,
+            screen_text=dict(self.screen_text),
+            speech=dict(self.speech),
         )
 
     @field_validator("frames")

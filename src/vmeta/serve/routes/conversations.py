@@ -8,7 +8,7 @@ POST /api/conversations/{id}/messages answers as Server-Sent Events:
   event: token   {text}
   event: done    {message_id, model, base_model, adapter, ttft_ms, total_ms, queue_ms, engine_ttft_ms,
                   engine_total_ms, server_overhead_ms, prompt_tokens, completion_tokens, finish_reason,
-                  frames, visual_tokens, cached_tokens, screen_text}
+                  frames, visual_tokens, cached_tokens, context_text}
   event: error   {detail}
 The assistant message is stored when the answer ends; if the client goes away mid-answer, what was generated
 is stored with status "interrupted".
@@ -461,7 +461,7 @@ def _done_payload(msg_id: str, model: str, done: Done | None, t0: float, first_a
 
 def _reading_facts(done: Done | None) -> dict[str, int | str | None]:
     """How much the model read: frames of the videos, their visual tokens, prompt tokens reused from earlier turns,
-    and the on-screen text put before the question (for a variant trained with it)."""
+    and the video's own words (on-screen text, speech) put before the question, for a variant trained with them."""
     extra = done.extra if done else {}
     frames = extra.get("frames")
     context = extra.get("context")
@@ -469,7 +469,7 @@ def _reading_facts(done: Done | None) -> dict[str, int | str | None]:
         "frames": sum(int(f.get("nframes") or 0) for f in frames) if isinstance(frames, list) else None,
         "visual_tokens": extra.get("visual_tokens"),
         "cached_tokens": extra.get("cached_tokens"),
-        "screen_text": "\n".join(b for b in context.values() if b) or None if isinstance(context, dict) else None,
+        "context_text": "\n".join(b for b in context.values() if b) or None if isinstance(context, dict) else None,
     }
 
 
@@ -489,7 +489,7 @@ def _store_answer(
 ) -> str:
     payload = _done_payload("", model, done, t0, first_at, end)
     timings = {k: payload[k] for k in ("queue_ms", "engine_ttft_ms", "engine_total_ms", "server_overhead_ms")}
-    read = ("frames", "visual_tokens", "cached_tokens", "screen_text")
+    read = ("frames", "visual_tokens", "cached_tokens", "context_text")
     timings.update({k: payload[k] for k in read if payload[k] is not None})
     if error:
         timings["error"] = error

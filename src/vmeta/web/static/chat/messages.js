@@ -121,10 +121,10 @@ export function decorate(node) {
     cached: m.cached_tokens ?? m.timings?.cached_tokens };
   if (read.frames) meta.append(el("span", "meta-frames", t("chat.meta_frames", { n: read.frames })));
   if (read.visual) meta.append(el("span", "meta-visual", t("chat.meta_visual", { n: read.visual.toLocaleString() })));
-  const screenText = m.screen_text ?? m.timings?.screen_text;
-  if (screenText) {
-    const shown = el("span", "meta-screen-text", t("chat.meta_screen_text"));
-    shown.title = screenText;
+  const contextText = m.context_text ?? m.timings?.context_text;
+  if (contextText) {
+    const shown = el("span", "meta-context", t("chat.meta_context"));
+    shown.title = contextText;
     meta.append(shown);
   }
   if (read.cached) {
@@ -142,7 +142,7 @@ function stageText(stage) {
     encoding: () => t("chat.stage_encoding", { done: f.done ?? 0, frames: f.frames }),
     reading: () => t("chat.stage_reading", { done: f.done, total: f.total }),
     writing: () => t("chat.stage_writing"),
-    context: () => t("chat.stage_context"),
+    context: () => t("chat.stage_context", { what: (f.kinds || []).map((k) => t(`chat.context.${k}`)).join(" · ") }),
   }[stage.name];
   const seconds = (stage.elapsed_ms + (performance.now() - stage.at)) / 1000;
   return `${what ? what() : stage.name} · ${t("chat.elapsed", { s: seconds.toFixed(1) })}`;

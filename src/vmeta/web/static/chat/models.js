@@ -29,7 +29,7 @@ export function renderModels() {
   const select = $("model-select");
   select.replaceChildren();
   for (const m of state.models) {
-    const reads = m.context?.includes("screen_text") ? ` · ${t("chat.model_screen_text")}` : "";
+    const reads = (m.context || []).map((k) => ` · ${t(`chat.model_context.${k}`)}`).join("");
     const opt = el("option", null, `${m.id} · ${t(`chat.kind.${m.kind}`)}${reads}`);
     opt.value = m.id;
     if (m.description) opt.title = m.description;
