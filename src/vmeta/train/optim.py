@@ -46,11 +46,62 @@ def build_custom_optimizer(model: Any, cfg: TrainConfig):  # type: ignore[no-unt
     )
 
 
-def training_arguments(cfg: TrainConfig, **kwargs: Any):  # type: ignore[no-untyped-def]
-    """transformers.TrainingArguments with the method's optimizer keys added."""
+def training_arguments(cfg: TrainConfig, output_dir: str, device: str, precision: str):  # type: ignore[no-untyped-def]
+    """transformers.TrainingArguments for a run: its settings, the method's optimizer keys, vmeta's own logging
+    and evaluation (the Trainer's are off), checkpoints in ``output_dir``."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(**kwargs, **training_args_optim(cfg))
+    t = cfg.training
+    on_cuda = device.startswith("cuda")
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps else -1,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not on_cuda and device == "cpu",
+        **_checkpointing_args(t.gradient_checkpointing),
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy=("steps" if t.save_steps else "epoch") if t.save_checkpoints else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="no",
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.data.num_workers,
+        dataloader_pin_memory=on_cuda,
+        disable_tqdm=True,
+        deepspeed=t.deepspeed,
+        fsdp=t.fsdp or "",
+        ddp_find_unused_parameters=False if METHODS[cfg.method].kind == "lora" else None,
+        **training_args_optim(cfg),
+    )
+
+
+def _checkpointing_args(on: bool) -> dict[str, Any]:
+    """Gradient (activation) checkpointing under the name this transformers version uses."""
+    if not on:
+        return {}
+    import inspect
+
+    from transformers import TrainingArguments
+
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in inspect.signature(TrainingArguments).parameters
+        else "gradient_checkpointing"
+    )
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def make_trainer(cfg: TrainConfig, **kwargs: Any):  # type: ignore[no-untyped-def]

@@ -305,7 +305,7 @@ def _make_trainer(
 
     from vmeta.train.callbacks import GenerationEvalCallback, MetricsFileCallback, RichProgressCallback
     from vmeta.train.collate import SupervisedCollator
-    from vmeta.train.optim import make_trainer
+    from vmeta.train.optim import make_trainer, training_arguments
 
     progress_cb = RichProgressCallback(f"{cfg.method} → {run.path.name}", enabled=progress)
     cbs: list[Any] = [MetricsFileCallback(run.path), progress_cb]
@@ -320,7 +320,7 @@ def _make_trainer(
     trainer = make_trainer(
         cfg,
         model=model,
-        args=_training_args(cfg, run, loaded, precision),
+        args=training_arguments(cfg, str(run.checkpoints), loaded.device, precision),
         train_dataset=train_ds,
         data_collator=SupervisedCollator(pad_id),
         callbacks=cbs,
@@ -351,46 +351,6 @@ def _best_keeper(cfg: TrainConfig, run: RunFolder, model: Any, processor: Any, p
         run.update(last_eval=row)
 
     return on_eval
-
-
-def _training_args(cfg: TrainConfig, run: RunFolder, loaded: Any, precision: str) -> Any:
-    from vmeta.train.optim import training_arguments
-
-    t = cfg.training
-    on_cuda = loaded.device.startswith("cuda")
-    return training_arguments(
-        cfg,
-        output_dir=str(run.checkpoints),
-        per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps if t.max_steps else -1,
-        learning_rate=t.lr,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not on_cuda and loaded.device == "cpu",
-        **_checkpointing_args(t.gradient_checkpointing),
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy=("steps" if t.save_steps else "epoch") if t.save_checkpoints else "no",
-        save_steps=t.save_steps or 500,
-        save_total_limit=t.save_total_limit,
-        eval_strategy="no",
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_num_workers=cfg.data.num_workers,
-        dataloader_pin_memory=on_cuda,
-        disable_tqdm=True,
-        deepspeed=t.deepspeed,
-        fsdp=t.fsdp or "",
-        ddp_find_unused_parameters=False if METHODS[cfg.method].kind == "lora" else None,
-    )
 
 
 def _train(trainer: Any, run: RunFolder, checkpoint: Path | None, progress_cb: Any) -> tuple[Any, float]:
@@ -479,22 +439,6 @@ def _peak_memory() -> dict[str, Any]:
         out["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         out["peak_cuda_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     return out
-
-
-def _checkpointing_args(on: bool) -> dict[str, Any]:
-    """Gradient (activation) checkpointing under the name this transformers version uses."""
-    if not on:
-        return {}
-    import inspect
-
-    from transformers import TrainingArguments
-
-    name = (
-        "activation_checkpointing"
-        if "activation_checkpointing" in inspect.signature(TrainingArguments).parameters
-        else "gradient_checkpointing"
-    )
-    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def _command_line() -> str:
