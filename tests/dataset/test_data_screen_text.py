@@ -321,7 +321,8 @@ def stored(root, texts: dict[str, str | None]) -> Dataset:
 
 
 def test_stats_count_videos_with_text_and_its_length(tmp_path):
-    from vmeta.dataset.stats import compute_stats, report_sections, write_report
+    from vmeta.dataset.stats import compute_stats
+    from vmeta.dataset.stats_report import report_sections, write_report
 
     long_text = "字" * 250
     ds = stored(

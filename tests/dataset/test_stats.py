@@ -4,8 +4,10 @@ import time
 
 import pytest
 
+from vmeta.dataset.near_duplicates import near_duplicates, shingles
 from vmeta.dataset.records import Dataset, Record, SourceRef
-from vmeta.dataset.stats import compute_stats, describe, near_duplicates, write_report
+from vmeta.dataset.stats import compute_stats, describe
+from vmeta.dataset.stats_report import write_report
 from vmeta.video.meta import VideoMeta
 
 OK = "本视频讲述了一个人在地铁上跳舞。沙发舞出自抖音，其因为动作夸张走红，表达出了对生活的热爱。"
@@ -143,8 +145,6 @@ def test_near_duplicates_scale_and_match_brute_force():
 
     small = {f"t{i}": "".join(rng.choice("abcde") for _ in range(rng.randint(3, 12))) for i in range(200)}
     from itertools import combinations
-
-    from vmeta.dataset.stats import shingles
 
     sh = {k: shingles(v) for k, v in small.items()}
     brute = {

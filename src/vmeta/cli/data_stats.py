@@ -23,7 +23,8 @@ def stats_cmd(
 ) -> None:
     """Category distribution, label lengths, template conformance, near duplicates, videos, review, splits."""
     from vmeta.dataset.records import Dataset
-    from vmeta.dataset.stats import compute_stats, default_report_dir, report_sections, write_report
+    from vmeta.dataset.stats import compute_stats
+    from vmeta.dataset.stats_report import default_report_dir, report_sections, write_report
 
     ds = Dataset(dataset)
     stats = compute_stats(ds)
