@@ -350,7 +350,7 @@ def _secs(t: float) -> str:
 
 
 def estimate_ref_gb(clip: Path, settings: dict) -> float:
-    from vmeta.video.decode import plan_for_file
+    from vmeta.video.container import plan_for_file
     from vmeta.video.sampling import FrameSettings
 
     plan, idx = plan_for_file(clip, FrameSettings.from_dict(settings))

@@ -75,7 +75,7 @@ def ask(engine, model, messages, user="alice", n=6):
 
 
 def test_each_variant_reads_its_own_frames(eng, clip):
-    from vmeta.video.decode import plan_for_file
+    from vmeta.video.container import plan_for_file
 
     infos = {m.id: m for m in eng.models()}
     assert infos["tiny"].frames["source"].startswith("CPU budget") and infos["tiny"].frames["max_pixels"] == CPU_BUDGET

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from vmeta.errors import UserError
-from vmeta.video.decode import DecodeError, load_video
+from vmeta.video.container import DecodeError
+from vmeta.video.decode import load_video
 from vmeta.video.sampling import FrameSettings
 
 MAX_ABS = 16

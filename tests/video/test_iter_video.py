@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from vmeta.errors import UserError
-from vmeta.video.decode import iter_video, load_video, read_stream_index
+from vmeta.video.container import read_stream_index
+from vmeta.video.decode import iter_video, load_video
 from vmeta.video.sampling import FrameSettings
 
 

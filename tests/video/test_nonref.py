@@ -122,7 +122,7 @@ def test_held_frames_convert_the_same_after_decoding(tmp_path, clip_tools, monke
     """A lone decoder with frame threads keeps wanted frames (up to HOLD_BYTES) and converts them at the end."""
     import av
 
-    from vmeta.video import decode
+    from vmeta.video import gop_decoder
 
     clip = _write(clip_tools, tmp_path / "clip.mp4")
     settings = FrameSettings(nframes=8)
@@ -131,7 +131,7 @@ def test_held_frames_convert_the_same_after_decoding(tmp_path, clip_tools, monke
     with av.open(str(clip)) as c:  # a decoded frame's buffers, row padding included
         frame_bytes = sum(plane.buffer_size for plane in next(c.decode(video=0)).planes)
     for budget, held in ((0, 0), (3 * frame_bytes, 3), (1 << 30, 8)):
-        monkeypatch.setattr(decode, "HOLD_BYTES", budget)
+        monkeypatch.setattr(gop_decoder, "HOLD_BYTES", budget)
         v = load_video(clip, settings, decoders=1, threads=2)
         assert v.stats.frames_held == held and v.stats.frames_converted == 8
         assert np.array_equal(v.frames, plain.frames) and v.timestamps == plain.timestamps
@@ -139,13 +139,13 @@ def test_held_frames_convert_the_same_after_decoding(tmp_path, clip_tools, monke
 
 def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_same(tmp_path, clip_tools):
     """Extra decoders open the file without FFmpeg's probe decoding, unless that changes their parameters."""
-    from vmeta.video.decode import _open, _open_like
+    from vmeta.video.container import open_container, open_like
 
     clip = _write(clip_tools, tmp_path / "clip.mp4")
-    main = _open(clip)
+    main = open_container(clip)
     try:
         probed = main.streams.video[0]
-        with _open_like(clip, probed) as fast:
+        with open_like(clip, probed) as fast:
             assert fast.options == {"skip_frame": "all"}
         cc = probed.codec_context
         other = SimpleNamespace(  # a probe that found a different reorder delay
@@ -154,7 +154,7 @@ def test_second_decoders_skip_the_probe_only_when_the_decoder_would_start_the_sa
                 name=cc.name, width=cc.width, height=cc.height, has_b_frames=cc.has_b_frames + 1, extradata=cc.extradata
             ),
         )
-        with _open_like(clip, other) as plain:
+        with open_like(clip, other) as plain:
             assert plain.options == {}
     finally:
         main.close()

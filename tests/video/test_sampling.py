@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from vmeta.video.decode import plan_for_file
+from vmeta.video.container import plan_for_file
 from vmeta.video.sampling import (
     FrameSettings,
     SamplingError,

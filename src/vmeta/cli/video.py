@@ -77,7 +77,8 @@ def inspect(
     sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet PNG of the sampled frames here.")] = None,
 ) -> None:
     """Show what a Qwen-VL model sees of VIDEO: probe, chosen frame indices and timestamps, output size, tokens."""
-    from vmeta.video.decode import load_video, plan_for_file
+    from vmeta.video.container import plan_for_file
+    from vmeta.video.decode import load_video
     from vmeta.video.probe import probe
 
     settings = _settings(

@@ -13,17 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vmeta.video.cache import FrameCache
-    from vmeta.video.decode import DecodeError, SampledVideo, load_video, plan_for_file
+    from vmeta.video.container import DecodeError, plan_for_file
+    from vmeta.video.decode import SampledVideo, load_video
     from vmeta.video.meta import VideoMeta
     from vmeta.video.probe import PROBE_ERROR_KINDS, ProbeCache, ProbeError
     from vmeta.video.sampling import FramePlan, FrameSettings, SamplingError, plan_frames
 
 _WHERE = {
     "FrameCache": "cache",
-    "DecodeError": "decode",
+    "DecodeError": "container",
     "SampledVideo": "decode",
     "load_video": "decode",
-    "plan_for_file": "decode",
+    "plan_for_file": "container",
     "VideoMeta": "meta",
     "PROBE_ERROR_KINDS": "probe",
     "ProbeCache": "probe",

@@ -84,7 +84,8 @@ class FrameCache:
 
     def get(self, path: str | Path, settings: FrameSettings):
         """The cached `SampledVideo`, or None."""
-        from vmeta.video.decode import DecodeStats, SampledVideo
+        from vmeta.video.decode import SampledVideo
+        from vmeta.video.gop_decoder import DecodeStats
 
         npy, meta = self._paths(path, settings)
         if not meta.exists() or not npy.exists():
