@@ -48,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from vmeta.config import Settings, get_settings
-from vmeta.errors import UserError
 from vmeta.models.prompt_cache import PromptCache
 from vmeta.serve import model_catalog
-from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued, Stage, Token
+from vmeta.serve.answer import answer
+from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Event, ModelInfo, Queued
 from vmeta.serve.media_checks import check_media
 from vmeta.serve.model_slots import ModelSlots, error_text
 from vmeta.serve.variants import Variants
@@ -257,7 +257,7 @@ class LocalEngine:
                 continue
             final: Any = None
             try:
-                final = self._run(job)
+                final = answer(job, self.variants, self.slots, self.prompt_cache, self.recent)
             except BaseException as exc:  # never let the worker die
                 log.exception("engine worker: unexpected error")
                 final = EngineError(f"the model failed on this request ({type(exc).__name__}: {exc}).")
@@ -371,115 +371,6 @@ class LocalEngine:
                         log.warning("engine: adapter %s not loaded: %s", e.id, exc)
             self.variants.refresh(force=True)
 
-    def _run(self, job: _Job) -> Done | EngineError | None:
-        """Run one job, streaming its tokens; returns the final event (Done or an error) to send."""
-        if job.cancel.is_set():
-            self._record(job, None, "cancelled", 0.0, 0)
-            return None
-        from vmeta.models.generate import GenerationStats, generate_stream
-
-        req = job.request
-        started = time.perf_counter()
-        queue_s = started - job.queued_at
-        try:
-            gen = _generation_settings(req)
-            loaded, ctx, facts = self.slots.select(job.entry)
-            fs, fs_source = self.variants.frames_for(job.entry, loaded.spec) or (None, "model defaults")
-        except EngineError as exc:
-            return exc
-        except UserError as exc:
-            return EngineError(str(exc))
-
-        def stage(name: str, facts: dict[str, Any]) -> None:
-            job.post(Stage(name, facts, time.perf_counter() - started))
-
-        messages, context_facts = self.variants.with_context(job.entry, req.messages, stage)
-        first: float | None = None
-        pieces = 0
-        stats: GenerationStats | None = None
-        cancelled = False
-        try:
-            with ctx:
-                called = time.perf_counter()
-                it = generate_stream(
-                    loaded,
-                    messages,
-                    gen,
-                    frames=fs,
-                    cancel=job.cancel,
-                    store=self.prompt_cache,
-                    scope=(job.entry.id, req.user or ""),
-                    on_stage=stage,
-                )
-                try:
-                    for piece in it:
-                        if isinstance(piece, GenerationStats):
-                            stats = piece
-                            continue
-                        if job.cancel.is_set():
-                            cancelled = True
-                            break
-                        if first is None:
-                            first = time.perf_counter()
-                        pieces += 1
-                        if not job.post(Token(text=piece)):
-                            cancelled = True
-                            break
-                finally:
-                    it.close()  # stops the generation thread before the adapter context ends
-        except UserError as exc:
-            self._record(job, None, "error", queue_s, 0)
-            return EngineError(str(exc))
-        except Exception as exc:
-            log.exception("engine: generation failed for %s", job.entry.id)
-            self._record(job, None, "error", queue_s, 0)
-            return EngineError(f"the model failed on this request ({error_text(exc)}).")
-        end = time.perf_counter()
-        if cancelled or job.cancel.is_set():
-            self._record(job, stats, "cancelled", queue_s, pieces, total_s=end - started)
-            return None
-        info = job.entry.info
-        extra: dict[str, Any] = {"model_id": info.id, "kind": info.kind, **facts, **context_facts}
-        if stats is not None:
-            extra.update(
-                prep_s=stats.prep_s,
-                tokens_per_s=stats.tokens_per_s,
-                frames=stats.frames,
-                frame_settings_source=fs_source,
-                visual_tokens=stats.visual_tokens,
-                cached_tokens=stats.cached_tokens,
-                generate_ttft_s=stats.ttft_s,
-                # token-level clock from the job's start (text can lag a token behind)
-                first_token_s=None if stats.first_token_s is None else called - started + stats.first_token_s,
-                decode_tokens_per_s=stats.decode_tokens_per_s,
-            )
-        done = Done(
-            model=info.base if info.kind in ("base", "adapter") else info.id,
-            adapter=info.adapter,
-            ttft_s=(first or end) - started,
-            total_s=end - started,
-            queue_s=queue_s,
-            prompt_tokens=stats.prompt_tokens if stats else 0,
-            completion_tokens=stats.new_tokens if stats else pieces,
-            finish_reason=stats.finish_reason if stats else "stop",
-            extra=extra,
-        )
-        self._record(job, stats, done.finish_reason, queue_s, pieces, total_s=done.total_s)
-        return done
-
-    def _record(self, job: _Job, stats: Any, reason: str, queue_s: float, pieces: int, total_s: float = 0.0) -> None:
-        self.recent.append(
-            {
-                "request_id": job.request.request_id,
-                "model": job.entry.id,
-                "finish_reason": reason,
-                "pieces": pieces,
-                "new_tokens": getattr(stats, "new_tokens", None),
-                "queue_s": queue_s,
-                "total_s": total_s,
-            }
-        )
-
     # ----------------------------------------------------------------------------------------------- control
 
     @property
@@ -532,20 +423,6 @@ class LocalEngine:
 
 
 # -------------------------------------------------------------------------------------------------------- helpers
-
-
-def _generation_settings(req: ChatRequest):  # type: ignore[no-untyped-def]
-    from vmeta.models.generate import GenerationSettings
-
-    temperature = float(req.temperature or 0.0)
-    sample = temperature > 0
-    return GenerationSettings(
-        max_new_tokens=int(req.max_new_tokens),
-        do_sample=sample,
-        temperature=temperature if sample else GenerationSettings.temperature,
-        top_p=float(req.top_p) if req.top_p else 1.0,
-        seed=req.seed,
-    )
 
 
 __all__ = ["LocalEngine"]
