@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from vmeta.testing.captions import Caption, cer, find_cjk_font, make_caption_clip
-from vmeta.video.screen_text import ScreenTextSettings, default_engine, read_screen_text
+from vmeta.video.ocr_engine import default_engine
+from vmeta.video.screen_text import ScreenTextSettings
+from vmeta.video.screen_text_reader import read_screen_text
 
 TEXTS = [
     "作者配文：阴阳两隔",

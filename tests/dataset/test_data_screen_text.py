@@ -47,7 +47,7 @@ class Counting:
     `on_detect(n)` runs before detection n (a reviewer working meanwhile)."""
 
     def __init__(self, stop_at: int | None = None, on_detect=None) -> None:
-        from vmeta.video.screen_text import default_engine
+        from vmeta.video.ocr_engine import default_engine
 
         self.inner = default_engine()
         self.detect_calls = 0
@@ -266,12 +266,12 @@ def test_other_settings_read_again_redo_reads_all(tmp_path, clips):
 def test_missing_ocr_extra_stops_before_any_work(tmp_path, clips, monkeypatch, cache_dir):
     from vmeta.cli import app
     from vmeta.dataset.screen_text import add_screen_text
-    from vmeta.video import screen_text as st
+    from vmeta.video import ocr_engine
 
     ds = make_dataset(tmp_path, clips, {"a": "blank"})
     before = ds.records_path.read_bytes()
     monkeypatch.setitem(sys.modules, "rapidocr", None)  # import fails as if not installed
-    monkeypatch.setattr(st, "_ENGINES", {})
+    monkeypatch.setattr(ocr_engine, "_ENGINES", {})
     with pytest.raises(UserError, match=r"vmeta\[ocr\]"):
         add_screen_text(ds, cache=False)
     assert ds.records_path.read_bytes() == before

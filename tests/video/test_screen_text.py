@@ -76,7 +76,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture
 def engine():
-    from vmeta.video.screen_text import default_engine
+    from vmeta.video.ocr_engine import default_engine
 
     return Counting(default_engine())
 
@@ -100,7 +100,8 @@ def _check_captions(result, captions) -> None:
 
 
 def test_static_captions_read_once_per_change(clips, engine):
-    from vmeta.video.screen_text import ScreenTextSettings, read_screen_text
+    from vmeta.video.screen_text import ScreenTextSettings
+    from vmeta.video.screen_text_reader import read_screen_text
 
     result = read_screen_text(clips["static"], ScreenTextSettings(fps=1.0), engine=engine)
     _check_captions(result, STATIC_CAPTIONS)
@@ -112,7 +113,8 @@ def test_static_captions_read_once_per_change(clips, engine):
 
 
 def test_moving_captions_over_moving_scene(clips, engine):
-    from vmeta.video.screen_text import ScreenTextSettings, read_screen_text
+    from vmeta.video.screen_text import ScreenTextSettings
+    from vmeta.video.screen_text_reader import read_screen_text
 
     result = read_screen_text(clips["moving"], ScreenTextSettings(fps=1.0), engine=engine)
     _check_captions(result, MOVING_CAPTIONS)
@@ -123,7 +125,7 @@ def test_moving_captions_over_moving_scene(clips, engine):
 
 
 def test_no_text_is_empty(clips, engine):
-    from vmeta.video.screen_text import read_screen_text
+    from vmeta.video.screen_text_reader import read_screen_text
 
     result = read_screen_text(clips["blank"], engine=engine)
     assert result.lines == [] and result.text == ""
@@ -131,7 +133,9 @@ def test_no_text_is_empty(clips, engine):
 
 
 def test_cache_avoids_second_pass_and_round_trips(clips, engine, tmp_path):
-    from vmeta.video.screen_text import ScreenText, ScreenTextCache, ScreenTextSettings, read_screen_text
+    from vmeta.video.screen_text import ScreenText, ScreenTextSettings
+    from vmeta.video.screen_text_cache import ScreenTextCache
+    from vmeta.video.screen_text_reader import read_screen_text
 
     cache = ScreenTextCache(tmp_path / "cache")
     settings = ScreenTextSettings(fps=1.0)
@@ -165,7 +169,8 @@ def test_cli_prints_lines_and_json(clips):
 
 def test_unreadable_and_bad_settings_are_user_errors(tmp_path):
     from vmeta.cli import app
-    from vmeta.video.screen_text import ScreenTextSettings, read_screen_text
+    from vmeta.video.screen_text import ScreenTextSettings
+    from vmeta.video.screen_text_reader import read_screen_text
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
@@ -180,7 +185,7 @@ def test_unreadable_and_bad_settings_are_user_errors(tmp_path):
 
 
 def test_missing_extra_says_what_to_install(monkeypatch):
-    from vmeta.video.screen_text import RapidOcrEngine
+    from vmeta.video.ocr_engine import RapidOcrEngine
 
     monkeypatch.setitem(sys.modules, "rapidocr", None)  # import fails as if not installed
     with pytest.raises(UserError, match=r"vmeta\[ocr\]"):
@@ -189,7 +194,8 @@ def test_missing_extra_says_what_to_install(monkeypatch):
 
 def test_thumb_ignores_noise_but_sees_a_caption():
     """The change test: encoder-level noise is not a change, a small caption is."""
-    from vmeta.video.screen_text import ScreenTextSettings, _thumb
+    from vmeta.video.screen_text import ScreenTextSettings
+    from vmeta.video.screen_text_reader import _thumb
 
     s = ScreenTextSettings()
     rng = np.random.default_rng(0)
@@ -205,7 +211,8 @@ def test_merge_keeps_one_line_through_a_partial_reading():
     """Pure merging: a frame that read only the start of a caption continues its line; the full text wins."""
     from rapidfuzz.fuzz import ratio
 
-    from vmeta.video.screen_text import _merge, _Seen, _Track, format_time
+    from vmeta.video.screen_text import format_time
+    from vmeta.video.screen_text_reader import _merge, _Seen, _Track
 
     sig = np.zeros((8, 48), np.float32)
     tracks: list[_Track] = []

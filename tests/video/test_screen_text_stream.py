@@ -27,18 +27,20 @@ def clip(tmp_path_factory):
 
 
 def test_chunked_reading_gives_the_same_lines_in_less_memory(clip, monkeypatch):
-    from vmeta.video import screen_text
-    from vmeta.video.screen_text import ScreenTextSettings, default_engine, read_screen_text
+    from vmeta.video import screen_text_reader
+    from vmeta.video.ocr_engine import default_engine
+    from vmeta.video.screen_text import ScreenTextSettings
+    from vmeta.video.screen_text_reader import read_screen_text
 
     settings = ScreenTextSettings(fps=1.0)
     engine = default_engine()
-    monkeypatch.setattr(screen_text, "_CHUNK_FRAMES", 100)  # every frame in one chunk (GOPs allowing)
+    monkeypatch.setattr(screen_text_reader, "_CHUNK_FRAMES", 100)  # every frame in one chunk (GOPs allowing)
     tracemalloc.start()
     whole = read_screen_text(clip, settings, engine=engine)
     whole_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
 
-    monkeypatch.setattr(screen_text, "_CHUNK_FRAMES", 2)
+    monkeypatch.setattr(screen_text_reader, "_CHUNK_FRAMES", 2)
     tracemalloc.start()
     chunked = read_screen_text(clip, settings, engine=engine)
     chunked_peak = tracemalloc.get_traced_memory()[1]

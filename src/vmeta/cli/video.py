@@ -159,7 +159,9 @@ def text(
 ) -> None:
     """Print the on-screen text of VIDEO (burned-in captions, titles) with the times it was shown (OCR, [ocr] extra)."""
     from vmeta.config import get_settings
-    from vmeta.video.screen_text import ScreenTextCache, ScreenTextSettings, format_time, read_screen_text
+    from vmeta.video.screen_text import ScreenTextSettings, format_time
+    from vmeta.video.screen_text_cache import ScreenTextCache
+    from vmeta.video.screen_text_reader import read_screen_text
 
     try:
         settings = ScreenTextSettings(fps=fps)

@@ -135,7 +135,8 @@ def context_values(
     for kind in ctx.kinds:
         value = stored.get(kind)
         if value is None and kind == "screen_text":
-            from vmeta.video.screen_text import ScreenTextCache, read_screen_text
+            from vmeta.video.screen_text_cache import ScreenTextCache
+            from vmeta.video.screen_text_reader import read_screen_text
 
             cache = ScreenTextCache(cache_dir / "screen_text") if cache_dir is not None else None
             value = read_screen_text(video, ctx.screen_text_settings(), cache=cache).text

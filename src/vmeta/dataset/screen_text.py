@@ -3,7 +3,7 @@
     report = add_screen_text(Dataset("data/ds"), ScreenTextSettings(fps=1.0), progress=on_progress)
 
 Every record without stored text (or read with other settings; all of them with `redo`) gets its video read by
-`vmeta.video.screen_text.read_screen_text` through the OCR cache, and a `ScreenTextInfo` (the distinct lines,
+`vmeta.video.screen_text_reader.read_screen_text` through the OCR cache, and a `ScreenTextInfo` (the distinct lines,
 their times, the settings) on the record. What makes a long job safe to run, stop and re-run:
 
 - results are saved in batches (every `save_every` videos or `save_seconds`) through `Dataset.update`: under
@@ -26,7 +26,9 @@ from typing import Any
 
 from vmeta.dataset.records import Dataset, Record, ScreenTextInfo
 from vmeta.errors import UserError
-from vmeta.video.screen_text import OcrEngine, ScreenText, ScreenTextCache, ScreenTextSettings
+from vmeta.video.ocr_engine import OcrEngine
+from vmeta.video.screen_text import ScreenText, ScreenTextSettings
+from vmeta.video.screen_text_cache import ScreenTextCache
 
 SAVE_EVERY = 10  # videos per batch saved to records.jsonl
 SAVE_SECONDS = 30.0  # ... or sooner, when reading them took this long
@@ -111,7 +113,8 @@ def add_screen_text(
     fails (the failures are also in the report). `engine` replaces rapidocr (tests). `cache`: True = the
     cache dir's `screen_text/`, False = none, or a `ScreenTextCache`.
     """
-    from vmeta.video.screen_text import default_engine, read_screen_text
+    from vmeta.video.ocr_engine import default_engine
+    from vmeta.video.screen_text_reader import read_screen_text
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
@@ -189,7 +192,7 @@ def add_screen_text(
 
 def check_ocr(settings: ScreenTextSettings | None = None) -> None:
     """Raise the install hint now when rapidocr is missing (before a build that would end with OCR)."""
-    from vmeta.video.screen_text import default_engine
+    from vmeta.video.ocr_engine import default_engine
 
     default_engine((settings or ScreenTextSettings()).det_side)
 
