@@ -4,6 +4,8 @@ and the base, get the user's words alone."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from asyncio import run
 from pathlib import Path
@@ -128,10 +130,66 @@ def test_the_export_manifest_carries_the_context(tmp_path):
 
 def test_the_answer_payload_names_the_words_read():
     """What the chat page shows on the answer (and what is stored with it): the blocks, one per video."""
-    from vmeta.serve.routes.conversations import _reading_facts
+    from vmeta.serve.routes.answer_stream import _reading_facts
 
     done = Done(
         model="tiny", adapter=None, ttft_s=0.1, total_s=0.2, extra={"context": {"a.mp4": "画面文字：x", "b.mp4": ""}}
     )
     assert _reading_facts(done)["context_text"] == "画面文字：x"
     assert _reading_facts(Done(model="tiny", adapter=None, ttft_s=0.1, total_s=0.2))["context_text"] is None
+
+
+@pytest.mark.browser
+def test_the_chat_page_shows_what_the_variant_read(context_engine, caption_clip, engine_settings, tmp_path):
+    """In Chromium: the picker marks the variant, its answer to an uploaded captioned clip carries the mark with
+    the text it read (hover), and the base's answer does not."""
+    from playwright.sync_api import expect
+
+    from vmeta.config import Settings
+    from vmeta.serve.app import create_app
+    from vmeta.testing.browser import chromium, serve_in_thread
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        cache_dir=engine_settings.resolved_cache_dir,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+        hf_offline=True,
+        max_new_tokens=8,  # the random tiny model would write 512 tokens of noise
+    )
+    app = create_app(settings, context_engine, background_tasks=False)
+    with serve_in_thread(app) as url, chromium() as browser:
+        page = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US").new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+        page.locator("#guest-start").click()
+        expect(page.locator("#app")).to_be_visible(timeout=15_000)
+        option = page.locator("#model-select option[value='tiny:withtext']")
+        expect(option).to_contain_text("读画面文字")
+        expect(page.locator("#model-select option[value='tiny:plain']")).not_to_contain_text("读画面文字")
+        page.locator("#model-select").select_option("tiny:withtext")
+        page.locator("#file-input").set_input_files(str(caption_clip))
+        expect(page.locator(".attachment").first).to_have_class(re.compile(r"\bdone\b"), timeout=15_000)
+        page.locator("#input").fill("这是什么梗？")
+        page.locator("#input").press("Enter")
+        answer = page.locator(".msg.assistant").nth(0)
+        expect(answer).to_have_attribute("data-status", "complete", timeout=60_000)
+        mark = answer.locator(".meta-context")
+        expect(mark).to_have_text("已读视频里的文字")
+        assert mark.get_attribute("title") == f"画面文字：{CAPTION}"
+        page.screenshot(path=str(tmp_path / "context-answer.png"))
+        shots = os.environ.get("VMETA_SCREENSHOT_DIR")
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            (Path(shots) / "context-answer.png").write_bytes((tmp_path / "context-answer.png").read_bytes())
+
+        page.locator("#model-select").select_option("tiny")
+        page.locator("#input").fill("再说一遍")
+        page.locator("#input").press("Enter")
+        second = page.locator(".msg.assistant").nth(1)
+        expect(second).to_have_attribute("data-status", "complete", timeout=60_000)
+        expect(second.locator(".meta-context")).to_have_count(0)
+        assert errors == []
