@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from vmeta.errors import UserError
 from vmeta.train.methods import METHODS
@@ -144,26 +144,17 @@ class DataConfig(_Group):
         except UserError as exc:  # pydantic names the field itself
             raise ValueError(str(exc).removeprefix("data.context: ")) from None
 
-    @field_validator("screen_text")
+    @field_validator("screen_text", "speech")
     @classmethod
-    def _screen_text(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from vmeta.video.screen_text import ScreenTextSettings
+    def _reader_settings(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The overrides must build the reader's settings (checked here, before any model loads)."""
+        from vmeta.dataset.context import ContextSettings
 
+        ctx = ContextSettings(**{info.field_name: v})  # type: ignore[arg-type]
         try:
-            ScreenTextSettings.from_dict(v)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(str(exc)) from None
-        return v
-
-    @field_validator("speech")
-    @classmethod
-    def _speech(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from vmeta.video.speech import SpeechSettings
-
-        try:
-            SpeechSettings.from_dict(v)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(str(exc)) from None
+            ctx.screen_text_settings() if info.field_name == "screen_text" else ctx.speech_settings()
+        except UserError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
         return v
 
     def context_settings(self) -> Any:

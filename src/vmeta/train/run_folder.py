@@ -33,17 +33,7 @@ def library_versions() -> dict[str, str | None]:
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and k != "frames":
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a nested config (frame settings kept whole), to compare a resumed run's config key by key."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
