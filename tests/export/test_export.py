@@ -146,7 +146,7 @@ def test_folder_describes_itself_and_generates(tmp_path, base_dir):
     assert manifest["base_model"] == "tiny" and manifest["merged_from"] == "adapter"
     # The registry still knows it is the tiny model (frame settings), and vmeta's loader loads it.
     from vmeta.models.load import load_model
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
 
     assert resolve(out).family == "tiny"
     loaded = load_model(str(out), device="cpu", cache=False)

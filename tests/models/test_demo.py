@@ -65,7 +65,7 @@ def test_chat_messages_get_the_label_too(demo, prompt):
 
 @pytest.mark.slow
 def test_folder_is_a_tiny_checkpoint_marked_as_a_demo(demo_model_dir, tiny_model_dir):
-    from vmeta.models.registry import spec_for_folder
+    from vmeta.models.resolution import spec_for_folder
 
     demo_dir = demo_model_dir
     assert sorted(p.name for p in demo_dir.iterdir()) == sorted(p.name for p in tiny_model_dir.iterdir())

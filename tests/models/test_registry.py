@@ -12,15 +12,9 @@ import pytest
 
 from vmeta.config import Settings
 from vmeta.errors import UserError
-from vmeta.models.registry import (
-    MODELS,
-    ModelSpec,
-    default_spec,
-    hf_cache_snapshot,
-    is_available_locally,
-    register,
-    resolve,
-)
+from vmeta.models.local_weights import hf_cache_snapshot, is_available_locally
+from vmeta.models.registry import MODELS, ModelSpec, default_spec, register
+from vmeta.models.resolution import resolve
 
 EXPECTED = {
     "qwen2-vl-2b-instruct": ("Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl", False),

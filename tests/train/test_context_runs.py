@@ -80,7 +80,7 @@ def test_the_block_is_in_the_inputs_and_masked_in_the_labels(train_settings, cap
     from transformers import AutoProcessor
 
     from vmeta.dataset.context import ContextSettings, record_blocks
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
     from vmeta.train.collate import SupervisedCollator
     from vmeta.train.data import FrameCache, SupervisedDataset, split_records
     from vmeta.video.sampling import FrameSettings

@@ -54,7 +54,7 @@ def fixed_batch(train_settings, train_dataset):
     """The two training samples encoded and collated once (for logits comparisons)."""
     from transformers import AutoProcessor
 
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
     from vmeta.train.base_model import frame_settings, prompt_text
     from vmeta.train.collate import SupervisedCollator
     from vmeta.train.config import load_config

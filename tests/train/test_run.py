@@ -20,7 +20,7 @@ from vmeta.train.run import run_training
 def processor(train_settings):
     from transformers import AutoProcessor
 
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
 
     return AutoProcessor.from_pretrained(resolve("tiny", train_settings).pretrained_id)
 
@@ -248,7 +248,7 @@ def test_save_final_writes_the_gathered_weights_of_a_sharded_model(
     import torch
     from transformers import Qwen2VLForConditionalGeneration
 
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
     from vmeta.train.methods import METHODS
     from vmeta.train.save import save_final
 

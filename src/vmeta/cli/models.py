@@ -21,7 +21,8 @@ def list_models(
     server reads from a video with each (on a GPU / on a CPU). No network."""
     from vmeta.cli.serve import describe_frames
     from vmeta.config import get_settings
-    from vmeta.models.registry import MODELS, resolve
+    from vmeta.models.registry import MODELS
+    from vmeta.models.resolution import resolve
     from vmeta.serve.model_catalog import base_frames, frames_summary
 
     settings = get_settings()

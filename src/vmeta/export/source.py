@@ -94,7 +94,7 @@ def locate_base(info: RunInfo, override: str | None, settings: Settings) -> str:
 
     Order: ``--base``; the folder training resolved (when it still exists); the recorded name through the registry.
     """
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
 
     if override:
         folder = Path(override).expanduser()

@@ -29,7 +29,8 @@ from typing import Any
 from vmeta import runs
 from vmeta.config import Settings, get_settings
 from vmeta.errors import UserError
-from vmeta.models.registry import ModelSpec, ResolvedModel, resolve
+from vmeta.models.registry import ModelSpec
+from vmeta.models.resolution import ResolvedModel, resolve
 
 _DTYPES = {
     "float32": "float32",

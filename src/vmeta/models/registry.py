@@ -1,26 +1,19 @@
-"""The model registry: short name -> where the weights live, which family, which quirks.
+"""The model registry: short name -> which checkpoint, which family, which quirks.
 
-One table (``MODELS``), filled with :func:`register`. :func:`resolve` turns whatever a user typed — a
-registered name, a Hugging Face hub id ("org/name") or a local folder — into a :class:`ResolvedModel`
-that says what to load and from where. Nothing here touches the network or imports torch/transformers:
-local availability is checked in the user's folders and the Hugging Face cache only.
+One table (``MODELS``), filled with :func:`register`; a model is added here and nowhere else. What a name
+means at run time — a registered name, a hub id or a folder, and where its weights are — is
+:mod:`vmeta.models.resolution` (with :mod:`vmeta.models.local_weights`). Nothing here touches the disk, the
+network or torch/transformers.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
-
-from vmeta.config import Settings, get_settings
-from vmeta.errors import UserError
 
 Family = Literal["qwen2_vl", "qwen2_5_vl", "internvl", "videollama3", "tiny", "other"]
 # The families on the Qwen-VL code path: their processor keeps vmeta.video's frame sizes, the prompt cache knows them.
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "tiny")
-Source = Literal["local", "hf-cache", "hub", "build"]  # build: the tiny model, built on first use
 
 # qwen-vl-utils 0.0.14 defaults, in pixels for a 14-pixel patch and 2x2 merge (factor 28).
 _QWEN_FACTOR = 28
@@ -123,13 +116,13 @@ MODELS: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     """Add a model to the table (names and aliases are case-insensitive and must be unique)."""
     for key in (spec.name, *spec.aliases):
-        if _lookup_name(key) is not None:
+        if lookup_name(key) is not None:
             raise ValueError(f"model name {key!r} is already registered")
     MODELS[spec.name] = spec
     return spec
 
 
-def _lookup_name(name: str) -> ModelSpec | None:
+def lookup_name(name: str) -> ModelSpec | None:
     key = name.strip().lower()
     for spec in MODELS.values():
         if key == spec.name.lower() or key in (a.lower() for a in spec.aliases):
@@ -137,7 +130,7 @@ def _lookup_name(name: str) -> ModelSpec | None:
     return None
 
 
-def _lookup_hub_id(hub_id: str) -> ModelSpec | None:
+def lookup_hub_id(hub_id: str) -> ModelSpec | None:
     key = hub_id.strip().lower()
     for spec in MODELS.values():
         if spec.hub_id and spec.hub_id.lower() == key:
@@ -255,153 +248,6 @@ DEMO_NOTES = (
 )
 
 
-@dataclass(frozen=True)
-class ResolvedModel:
-    """What to load and from where. ``pretrained_id`` is what to pass to ``from_pretrained``."""
-
-    spec: ModelSpec
-    source: Source
-    path: Path | None  # local folder (a models dir, a user folder, the data dir or an HF-cache snapshot)
-    hub_id: str | None
-    registered: bool  # spec comes from the table (not synthesised for an ad-hoc hub id / folder)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def family(self) -> Family:
-        return self.spec.family
-
-    @property
-    def trust_remote_code(self) -> bool:
-        return self.spec.trust_remote_code
-
-    @property
-    def pretrained_id(self) -> str:
-        """A local folder when the weights are on disk (loads without network), else the hub id."""
-        if self.path is not None:
-            return str(self.path)
-        if self.hub_id is None:
-            raise UserError(f"model {self.name!r} has no local folder and no hub id.")
-        return self.hub_id
-
-    @property
-    def where(self) -> str:
-        if self.source == "hub":
-            return f"would download {self.hub_id}"
-        if self.source == "build":
-            return f"would build into {self.path}"
-        return f"{self.source}: {self.path}"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Local availability (no network)
-
-_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
-
-
-def _complete_folder(folder: Path) -> bool:
-    """A folder holds a loadable checkpoint: config.json plus weights (every shard an index names)."""
-    if not (folder / "config.json").is_file():
-        return False
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.is_file():
-            try:
-                shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
-            except (OSError, json.JSONDecodeError):
-                return False
-            return bool(shards) and all((folder / s).is_file() for s in shards)
-    return any(p.is_file() for g in _WEIGHT_GLOBS for p in folder.glob(g))
-
-
-def tiny_path(settings: Settings) -> Path:
-    return settings.data_dir / "models" / "tiny"
-
-
-def _candidate_folders(spec: ModelSpec, settings: Settings) -> list[Path]:
-    if spec.built_locally:
-        return [tiny_path(settings)]
-    roots = [r for r in (settings.models_dir, settings.data_dir / "models") if r is not None]
-    names = [spec.name]
-    if spec.hub_id:
-        names += [spec.hub_id, spec.hub_id.split("/")[-1], spec.hub_id.replace("/", "--")]
-    return [Path(root).expanduser() / n for root in roots for n in names]
-
-
-def hf_cache_snapshot(hub_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path | None:
-    """The cached snapshot folder of ``hub_id`` when config.json and all weights are cached; None otherwise.
-
-    Reads the local Hugging Face cache only (``try_to_load_from_cache``, then the snapshots folder when no
-    ``refs/main`` was recorded, e.g. after a download by commit hash), never the network.
-    """
-    try:
-        from huggingface_hub import constants, try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
-        return None
-    try:
-        cfg = try_to_load_from_cache(hub_id, "config.json", cache_dir=cache_dir, revision=revision)
-    except Exception:  # malformed ids and the like: simply not cached
-        return None
-    if isinstance(cfg, str):
-        snapshot = Path(cfg).parent
-        return snapshot if _complete_folder(snapshot) else None
-    if revision is not None:
-        return None
-    snapshots = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}" / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    complete = [d for d in snapshots.iterdir() if d.is_dir() and _complete_folder(d)]
-    return max(complete, key=lambda d: d.stat().st_mtime) if complete else None
-
-
-def locate(spec: ModelSpec, settings: Settings | None = None) -> tuple[Source, Path | None]:
-    """Where the model is: ("local", folder), ("hf-cache", snapshot) or ("hub", None). No network."""
-    settings = settings or get_settings()
-    for folder in _candidate_folders(spec, settings):
-        if _complete_folder(folder):
-            return "local", folder
-    if spec.hub_id:
-        snap = hf_cache_snapshot(spec.hub_id)
-        if snap is not None:
-            return "hf-cache", snap
-    return "hub", None
-
-
-def is_available_locally(spec: ModelSpec, settings: Settings | None = None) -> bool:
-    """True when the weights are on disk (a local folder, the models dir or the HF cache). No network."""
-    return locate(spec, settings)[0] != "hub"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Resolution
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-_MODEL_TYPE_FAMILY: dict[str, tuple[Family, bool]] = {
-    # config.json model_type -> (family, needs trust_remote_code)
-    "qwen2_vl": ("qwen2_vl", False),
-    "qwen2_5_vl": ("qwen2_5_vl", False),
-    "internvl": ("internvl", False),
-    "internvl_chat": ("internvl", True),
-    "video_llama_3": ("videollama3", False),
-    "videollama3_qwen2": ("videollama3", True),
-}
-_FAMILY_CLASS = {
-    "qwen2_vl": "Qwen2VLForConditionalGeneration",
-    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
-    "internvl": "InternVLForConditionalGeneration",
-    "videollama3": "VideoLlama3ForConditionalGeneration",
-}
-_FAMILY_QUIRKS = {
-    "qwen2_vl": QWEN2_VL_QUIRKS,
-    "qwen2_5_vl": QWEN2_5_VL_QUIRKS,
-    "internvl": INTERNVL_QUIRKS,
-    "videollama3": VIDEOLLAMA3_QUIRKS,
-}
-
-
 def registered_names() -> list[str]:
     return list(MODELS)
 
@@ -410,135 +256,23 @@ def default_spec() -> ModelSpec:
     return next(s for s in MODELS.values() if s.default)
 
 
-def spec_for_folder(folder: Path, *, hub_id: str | None = None) -> ModelSpec:
-    """Describe a checkpoint folder from its config.json (and vmeta.json for the tiny model)."""
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        if (folder / "adapter_config.json").is_file():
-            raise UserError(
-                f"{folder} holds a PEFT adapter, not a full model: load it together with its base model "
-                "(use the run folder, e.g. --run DIR), or merge it first with `vmeta export`."
-            )
-        raise UserError(f"{folder}: no config.json, so this is not a transformers model folder.")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{cfg_path}: cannot read it as JSON ({exc}).") from None
-    model_type = str(cfg.get("model_type", ""))
-    label = hub_id or folder.name
-    vmeta_info = _read_json(folder / "vmeta.json")
-    if vmeta_info and vmeta_info.get("kind") in TINY_KINDS:
-        notes = MODELS["tiny"].notes if vmeta_info["kind"] == "tiny-random" else DEMO_NOTES
-        return replace(
-            MODELS["tiny"], name=label, parameters=vmeta_info.get("parameters"), aliases=(), default=False, notes=notes
-        )
-    if model_type in _MODEL_TYPE_FAMILY:
-        family, remote = _MODEL_TYPE_FAMILY[model_type]
-        if family == "videollama3" and remote:
-            model_class = "AutoModelForCausalLM"
-        elif remote:
-            model_class = "AutoModel"
-        else:
-            model_class = _FAMILY_CLASS[family]
-        return ModelSpec(
-            name=label,
-            hub_id=hub_id,
-            family=family,
-            model_class=model_class,
-            model_type=model_type,
-            trust_remote_code=remote,
-            quirks=_FAMILY_QUIRKS[family],
-            notes=f"detected from {cfg_path.name} (model_type {model_type!r})",
-        )
-    archs = cfg.get("architectures") or []
-    return ModelSpec(
-        name=label,
-        hub_id=hub_id,
-        family="other",
-        model_class=archs[0] if archs else "AutoModelForImageTextToText",
-        model_type=model_type or None,
-        trust_remote_code=bool(cfg.get("auto_map")),
-        notes=f"model_type {model_type!r} is not one vmeta knows; loaded with transformers' Auto classes as-is",
-    )
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or text.endswith("/")
-
-
-def unknown_model_message(name: str) -> str:
-    names = ", ".join(registered_names())
-    return (
-        f"unknown model {name!r}. Registered models: {names}. "
-        "You can also give a Hugging Face hub id (org/name) or a local model folder."
-    )
-
-
-def resolve(name_or_path: str | Path, settings: Settings | None = None, *, build_tiny: bool = True) -> ResolvedModel:
-    """A registered name, a hub id ("org/name") or a local folder -> :class:`ResolvedModel`. No network.
-
-    The ``tiny`` model is built into ``DATA_DIR/models/tiny`` the first time it is resolved (``build_tiny=False``
-    only reports where it would be).
-    """
-    settings = settings or get_settings()
-    text = str(name_or_path).strip()
-    if not text:
-        raise UserError(f"no model given. Registered models: {', '.join(registered_names())}.")
-
-    spec = _lookup_name(text) if not isinstance(name_or_path, Path) else None
-    if spec is not None:
-        if spec.built_locally:
-            return _resolve_tiny(spec, settings, build=build_tiny)
-        source, path = locate(spec, settings)
-        return ResolvedModel(spec=spec, source=source, path=path, hub_id=spec.hub_id, registered=True)
-
-    folder = Path(text).expanduser()
-    if folder.is_dir():
-        folder = folder.resolve()
-        return ResolvedModel(spec=spec_for_folder(folder), source="local", path=folder, hub_id=None, registered=False)
-    if isinstance(name_or_path, Path) or _looks_like_path(text) or folder.exists():
-        raise UserError(f"model folder {text} does not exist (or is not a folder).")
-
-    if _HUB_ID.match(text):
-        spec = _lookup_hub_id(text)
-        if spec is not None:
-            source, path = locate(spec, settings)
-            return ResolvedModel(spec=spec, source=source, path=path, hub_id=spec.hub_id, registered=True)
-        snap = hf_cache_snapshot(text)
-        if snap is not None:
-            return ResolvedModel(
-                spec=spec_for_folder(snap, hub_id=text), source="hf-cache", path=snap, hub_id=text, registered=False
-            )
-        adhoc = ModelSpec(
-            name=text,
-            hub_id=text,
-            family="other",
-            model_class="AutoModelForImageTextToText",
-            notes="not registered; family is detected from config.json once downloaded",
-        )
-        return ResolvedModel(spec=adhoc, source="hub", path=None, hub_id=text, registered=False)
-
-    raise UserError(unknown_model_message(text))
-
-
-def _resolve_tiny(spec: ModelSpec, settings: Settings, *, build: bool) -> ResolvedModel:
-    folder = tiny_path(settings)
-    if not _complete_folder(folder):
-        if not build:
-            return ResolvedModel(spec=spec, source="build", path=folder, hub_id=None, registered=True)
-        from vmeta.models.tiny import build_tiny
-
-        # An empty or missing folder is built; a broken one (e.g. an interrupted copy) is rebuilt.
-        broken = folder.is_dir() and any(folder.iterdir())
-        build_tiny(folder, force=broken)
-    info = _read_json(folder / "vmeta.json") or {}
-    if info.get("parameters"):
-        spec = replace(spec, parameters=info["parameters"])
-    return ResolvedModel(spec=spec, source="local", path=folder, hub_id=None, registered=True)
+__all__ = [
+    "DEMO_NOTES",
+    "INTERNVL_QUIRKS",
+    "MODELS",
+    "QWEN2_5_VL_QUIRKS",
+    "QWEN2_VL_QUIRKS",
+    "QWEN_FAMILIES",
+    "QWEN_TEMPLATE_NOTE",
+    "TINY_KINDS",
+    "TINY_QUIRKS",
+    "VIDEOLLAMA3_QUIRKS",
+    "Family",
+    "ModelSpec",
+    "ProcessorQuirks",
+    "default_spec",
+    "lookup_hub_id",
+    "lookup_name",
+    "register",
+    "registered_names",
+]

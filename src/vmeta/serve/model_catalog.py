@@ -64,7 +64,7 @@ class CatalogEntry:
 
 def base_model_id(base: str | Path, settings: Settings) -> str:
     """The id clients use for the base: the registered name, the hub id, or the folder name."""
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
 
     try:
         return resolve(base, settings, build_tiny=False).spec.name
@@ -75,7 +75,7 @@ def base_model_id(base: str | Path, settings: Settings) -> str:
 
 def _identity(name: str | Path, settings: Settings) -> set[str]:
     """Keys under which a base model is known: registered name, hub id, real path, and name tails."""
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
 
     text = str(name).strip()
     keys: set[str] = set()

@@ -100,7 +100,7 @@ class Variants:
             out = (fs, "export manifest" if entry.origin == "exports" else "run.json (what it was trained on)")
         else:
             if spec is None:
-                from vmeta.models.registry import resolve
+                from vmeta.models.resolution import resolve
 
                 try:
                     spec = resolve(

@@ -35,7 +35,7 @@ def _load_quantized(cfg: TrainConfig, settings: Any, device: str, dtype: Any):  
     from transformers import AutoProcessor, BitsAndBytesConfig
 
     from vmeta.models.load import LoadedModel
-    from vmeta.models.registry import resolve
+    from vmeta.models.resolution import resolve
 
     if not device.startswith("cuda"):
         raise UserError("model.quantization (bitsandbytes 4/8 bit) needs a CUDA GPU.")
