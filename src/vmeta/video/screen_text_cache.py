@@ -6,11 +6,9 @@ onnxruntime or reading algorithm (`OCR_VERSION`) misses instead of returning wha
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from vmeta.errors import UserError
+from vmeta.video.result_cache import ResultCache
 from vmeta.video.screen_text import ScreenText, ScreenTextSettings
 
 OCR_VERSION = "vmeta-screen-text-1"  # bump when the algorithm changes what a cached result would hold
@@ -29,44 +27,22 @@ def ocr_versions() -> dict[str, str]:
     return out
 
 
-class ScreenTextCache:
-    """Results as JSON under `root`, keyed by (file content key, settings, OCR versions); atomic writes."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
-
-    def _path(self, path: str | Path, settings: ScreenTextSettings) -> Path:
-        from vmeta.video.cache import file_content_key
-
-        blob = json.dumps({"s": settings.to_dict(), "v": ocr_versions()}, sort_keys=True)
-        key = f"{file_content_key(path)}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
-        return self.root / key[:2] / f"{key}.json"
+class ScreenTextCache(ResultCache):
+    """On-screen text results keyed by (file content key, settings, OCR versions)."""
 
     def get(self, path: str | Path, settings: ScreenTextSettings) -> ScreenText | None:
-        from vmeta.jsonio import read_json
-
-        entry = self._path(path, settings)
-        if not entry.exists():
-            self.misses += 1
-            return None
-        try:
-            result = ScreenText.from_dict(read_json(entry))
-        except (UserError, OSError, ValueError, KeyError, TypeError):
-            self.misses += 1  # a damaged entry only costs reading the video again
-            return None
-        self.hits += 1
-        result.video = str(path)
-        result.stats.cached = True
+        result = self.load(path, _key(settings), ScreenText.from_dict)
+        if result is not None:
+            result.video = str(path)
+            result.stats.cached = True
         return result
 
     def put(self, path: str | Path, settings: ScreenTextSettings, result: ScreenText) -> None:
-        from vmeta.jsonio import write_json
+        self.store(path, _key(settings), result.to_dict())
 
-        entry = self._path(path, settings)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        write_json(entry, result.to_dict())
+
+def _key(settings: ScreenTextSettings) -> dict:
+    return {"s": settings.to_dict(), "v": ocr_versions()}
 
 
 __all__ = ["OCR_VERSION", "ScreenTextCache", "ocr_versions"]

@@ -31,7 +31,6 @@ call reads JSON and runs no model. `faster-whisper` is the `[speech]` extra, imp
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -41,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vmeta.errors import UserError
+from vmeta.video.result_cache import ResultCache
 
 SPEECH_VERSION = "vmeta-speech-1"  # bump when a change here changes what a cached result would hold
 INSTALL_HINT = "pip install 'vmeta[speech]'"
@@ -269,44 +269,22 @@ def speech_versions() -> dict[str, str]:
 # --- cache --------------------------------------------------------------------------------------------------
 
 
-class SpeechCache:
-    """Results as JSON under `root`, keyed by (file content key, settings, model, versions); atomic writes."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
-
-    def _path(self, path: str | Path, settings: SpeechSettings, model: str) -> Path:
-        from vmeta.video.cache import file_content_key
-
-        blob = json.dumps({"s": settings.to_dict(), "m": model, "v": speech_versions()}, sort_keys=True)
-        key = f"{file_content_key(path)}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
-        return self.root / key[:2] / f"{key}.json"
+class SpeechCache(ResultCache):
+    """Speech results keyed by (file content key, settings, the model's identity, library versions)."""
 
     def get(self, path: str | Path, settings: SpeechSettings, model: str) -> Speech | None:
-        from vmeta.jsonio import read_json
-
-        entry = self._path(path, settings, model)
-        if not entry.exists():
-            self.misses += 1
-            return None
-        try:
-            result = Speech.from_dict(read_json(entry))
-        except (UserError, OSError, ValueError, KeyError, TypeError):
-            self.misses += 1  # a damaged entry only costs transcribing the video again
-            return None
-        self.hits += 1
-        result.video = str(path)
-        result.stats.cached = True
+        result = self.load(path, _key(settings, model), Speech.from_dict)
+        if result is not None:
+            result.video = str(path)
+            result.stats.cached = True
         return result
 
     def put(self, path: str | Path, settings: SpeechSettings, model: str, result: Speech) -> None:
-        from vmeta.jsonio import write_json
+        self.store(path, _key(settings, model), result.to_dict())
 
-        entry = self._path(path, settings, model)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        write_json(entry, result.to_dict())
+
+def _key(settings: SpeechSettings, model: str) -> dict:
+    return {"s": settings.to_dict(), "m": model, "v": speech_versions()}
 
 
 # --- reading ------------------------------------------------------------------------------------------------
