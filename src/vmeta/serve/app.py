@@ -23,7 +23,7 @@ from vmeta.serve.api_errors import install_openapi
 from vmeta.serve.deps import ServeState
 from vmeta.serve.engine_api import Engine
 from vmeta.serve.guests import cleanup_loop
-from vmeta.serve.routes import admin, auth, conversations, models, openai_api, uploads, users
+from vmeta.serve.routes import admin, answer_stream, auth, conversations, models, openai_api, uploads, users
 from vmeta.serve.routes.openai_api import OpenAIError, error_type_for, openai_error_response
 from vmeta.serve.security import password_hasher
 from vmeta.web.common import (
@@ -171,7 +171,7 @@ def create_app(
         )
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     # Routes are matched in order: the history endpoints, the busiest, first (11x fewer route checks per request).
-    for r in (conversations, auth, users, uploads, models, admin, openai_api):
+    for r in (conversations, answer_stream, auth, users, uploads, models, admin, openai_api):
         app.include_router(r.router)
     install_openapi(app)  # the error responses each route gives (serve/api_errors.py) in /openapi.json
     mount_static(app)

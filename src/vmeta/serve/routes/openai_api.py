@@ -31,8 +31,8 @@ from vmeta.serve import crud
 from vmeta.serve.db import session_scope
 from vmeta.serve.deps import Principal, ServeState, State, bearer_token, resolve_principal
 from vmeta.serve.engine_api import ChatRequest, Done, EngineError, Token
-from vmeta.serve.routes.conversations import SSEResponse
 from vmeta.serve.security import API_TOKEN_PREFIX
+from vmeta.serve.sse import SSEResponse
 from vmeta.serve.uploads import check_video, decode_data_url, reencode_image
 
 router = APIRouter(tags=["openai"])

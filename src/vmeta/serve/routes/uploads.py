@@ -9,7 +9,8 @@ from starlette.concurrency import run_in_threadpool
 from vmeta.serve import crud, schemas
 from vmeta.serve.db import session_scope
 from vmeta.serve.deps import DB, CurrentUser, ServeState, State
-from vmeta.serve.routes.conversations import engine_messages, forget_read_ahead
+from vmeta.serve.routes.answer_stream import engine_messages
+from vmeta.serve.routes.conversations import forget_read_ahead
 from vmeta.serve.tables import Upload
 from vmeta.serve.uploads import check_video, random_name, receive_file, video_extension, video_media_type
 from vmeta.web.common import file_response
