@@ -262,7 +262,7 @@ def test_torn_last_line_is_cut_on_resume(dataset, tiny_model_dir, settings, tmp_
 
 
 def test_model_file_names_are_safe_and_unique(tmp_path):
-    from vmeta.predict import model_file_name
+    from vmeta.predict.compare import model_file_name
 
     taken: set[str] = set()
     assert model_file_name("Qwen/Qwen2-VL-2B-Instruct", taken) == "Qwen--Qwen2-VL-2B-Instruct"

@@ -117,7 +117,7 @@ def test_a_sample_whose_text_cannot_be_read_is_named_before_training(
 def test_predict_with_the_run_adds_the_block_and_without_does_not(
     make_cfg, train_settings, captioned_dataset, tmp_path, monkeypatch
 ):
-    import vmeta.predict as predict_mod
+    import vmeta.predict.loop as predict_mod
     from vmeta.models.generate import GenerationSettings
     from vmeta.predict import PredictConfig, predict
 

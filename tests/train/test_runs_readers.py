@@ -10,7 +10,7 @@ import pytest
 from vmeta import runs
 from vmeta.export.source import read_run as export_view
 from vmeta.models.load import resolve_run
-from vmeta.predict import _run_inputs
+from vmeta.predict.run_inputs import run_inputs
 from vmeta.recipes.sweep_plan import plan_status
 from vmeta.serve.model_catalog import discover, recorded_frames
 from vmeta.train.run import run_training
@@ -37,7 +37,7 @@ def _readers_agree(run, settings) -> runs.RunManifest:
     info = export_view(run)
     assert (info.method, info.base_name, info.status, info.adapter_dir) == ("lora", "tiny", "finished", run / "adapter")
     assert resolve_run(run) == ("tiny", (run / "adapter").resolve())
-    assert _run_inputs(run) == {"prompt": m.prompt, "frames": frames}
+    assert run_inputs(run) == {"prompt": m.prompt, "frames": frames}
     assert plan_status(run) == "finished"
     entry = next(e for e in discover("tiny", settings, runs_dir=run.parent) if e.info.adapter == run.name)
     assert entry.available, entry.reason
