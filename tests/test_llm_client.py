@@ -86,12 +86,14 @@ def test_retry_after_forms():
 
 
 def test_cache_keys_are_the_ones_older_caches_were_written_with(tmp_path):
-    from vmeta.dataset import rewrite
+    from vmeta.dataset import rewrite, rewrite_prompt
     from vmeta.evaluate import judge
 
     # the formulas of rewrite.py and judge.py before the shared module
     old_rewrite = hashlib.sha256(
-        json.dumps(["m", rewrite.PROMPT_VERSION, rewrite.SYSTEM_PROMPT, "用户"], ensure_ascii=False).encode("utf-8")
+        json.dumps(
+            ["m", rewrite_prompt.PROMPT_VERSION, rewrite_prompt.SYSTEM_PROMPT, "用户"], ensure_ascii=False
+        ).encode("utf-8")
     ).hexdigest()
     old_judge = hashlib.sha256(
         json.dumps([judge.RUBRIC_VERSION, "m", "参考", "输出"], ensure_ascii=False).encode()

@@ -16,16 +16,8 @@ pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
 from vmeta.dataset.records import Dataset, Record, Review, ReviewStatus, SourceRef
-from vmeta.dataset.rewrite import (
-    CACHE_FILE,
-    FLAG_FAILED,
-    FLAG_NOTE,
-    PROMPT_VERSION,
-    SYSTEM_PROMPT,
-    clean_answer,
-    load_cache,
-    rewrite_dataset,
-)
+from vmeta.dataset.rewrite import CACHE_FILE, FLAG_FAILED, FLAG_NOTE, load_cache, rewrite_dataset
+from vmeta.dataset.rewrite_prompt import PROMPT_VERSION, SYSTEM_PROMPT, clean_answer
 from vmeta.dataset.template import parse
 from vmeta.errors import UserError
 from vmeta.testing.fake_openai import FakeOpenAI, Rule, template_answer

@@ -80,7 +80,7 @@ def sample_items(sample: Path, work: Path) -> list[tuple[str, Path, str]]:
     """(id, video file, template label) for every good row of the sample, read by ``vmeta data build``."""
     from vmeta.dataset.build import build_dataset
     from vmeta.dataset.records import Dataset
-    from vmeta.dataset.rewrite import user_message
+    from vmeta.dataset.rewrite_prompt import user_message
     from vmeta.dataset.template import conforms
     from vmeta.testing.fake_openai import template_answer
 
