@@ -357,7 +357,8 @@ def test_stats_of_a_dataset_never_read(tmp_path):
 def test_export_puts_the_block_before_the_instruction(tmp_path):
     from vmeta.dataset.context import ContextSettings
     from vmeta.dataset.prompts import DEFAULT_PROMPT
-    from vmeta.dataset.sharegpt import export_sharegpt, import_sharegpt
+    from vmeta.dataset.sharegpt import export_sharegpt
+    from vmeta.dataset.sharegpt_import import import_sharegpt
 
     ds = stored(tmp_path / "ds", {"a": "作者配文：阴阳两隔\n上班第一天", "b": ""})
     out = tmp_path / "exp"

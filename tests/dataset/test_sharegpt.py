@@ -6,7 +6,8 @@ import pytest
 
 from vmeta.dataset.prompts import DEFAULT_PROMPT, prompt_hash
 from vmeta.dataset.records import Dataset, Record, ReviewStatus, SourceRef
-from vmeta.dataset.sharegpt import export_sharegpt, import_sharegpt
+from vmeta.dataset.sharegpt import export_sharegpt
+from vmeta.dataset.sharegpt_import import import_sharegpt
 from vmeta.dataset.split import split_dataset
 from vmeta.errors import UserError
 from vmeta.video.meta import VideoMeta

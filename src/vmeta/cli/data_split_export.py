@@ -207,7 +207,7 @@ def import_cmd(
 ) -> None:
     """Read a ShareGPT file back into records (assistant turn = label; reviewed labels are never overwritten)."""
     from vmeta.dataset.records import Dataset
-    from vmeta.dataset.sharegpt import import_sharegpt
+    from vmeta.dataset.sharegpt_import import import_sharegpt
 
     report = import_sharegpt(
         file,
