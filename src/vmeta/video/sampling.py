@@ -43,10 +43,12 @@ environment); tests pin both sides to the default.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from vmeta.video.settings_dict import settings_from_dict
 
 # qwen-vl-utils 0.0.14 constants.
 MAX_RATIO = 200
@@ -184,11 +186,7 @@ class FrameSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrameSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"frame settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "frame settings")
 
 
 def smart_resize(

@@ -12,8 +12,10 @@ so this module holds only those (no numpy, no OCR): reading is `vmeta.video.scre
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from vmeta.video.settings_dict import settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,7 @@ class ScreenTextSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScreenTextSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"screen text settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "screen text settings")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ import numpy as np
 
 from vmeta.errors import UserError
 from vmeta.video.result_cache import ResultCache
+from vmeta.video.settings_dict import settings_from_dict
 
 SPEECH_VERSION = "vmeta-speech-1"  # bump when a change here changes what a cached result would hold
 INSTALL_HINT = "pip install 'vmeta[speech]'"
@@ -89,11 +90,7 @@ class SpeechSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpeechSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"speech settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "speech settings")
 
 
 @dataclass
