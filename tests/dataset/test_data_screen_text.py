@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import sys
 
@@ -19,6 +18,7 @@ from vmeta.dataset.build import build_dataset
 from vmeta.dataset.records import Dataset, Record, ScreenTextInfo, SourceRef
 from vmeta.errors import UserError
 from vmeta.testing.captions import Caption, cer, make_caption_clip, require_cjk_font
+from vmeta.testing.needs import require_ocr
 from vmeta.video.meta import VideoMeta
 
 runner = CliRunner()
@@ -29,17 +29,6 @@ CAPTIONS = [
 ]
 LABEL = "本视频讲述了一只猫躺在沙发上。“躺平”出自网络流行语，其因为年轻人不想内卷，表达出了无奈与自嘲。"
 FPS1 = {"fps": 1.0}
-
-
-def _require_ocr() -> None:
-    try:
-        import onnxruntime  # noqa: F401
-        import rapidocr  # noqa: F401
-    except ImportError as exc:
-        message = f"rapidocr/onnxruntime not installed ({exc}): pip install 'vmeta[ocr]'"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 class Counting:
@@ -73,7 +62,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    _require_ocr()
+    require_ocr()
     font = require_cjk_font()
     d = tmp_path_factory.mktemp("st_clips")
     kw = dict(width=360, height=640, fps=5, moving_background=False, font=font)

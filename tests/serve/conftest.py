@@ -24,6 +24,7 @@ from vmeta.config import Settings
 from vmeta.serve.app import create_app
 from vmeta.serve.echo_engine import EchoEngine
 from vmeta.testing import media
+from vmeta.testing.needs import skip_or_fail
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -43,9 +44,7 @@ def pg_url() -> Iterator[str]:
             conn.execute(text("select 1"))
     except Exception as exc:
         reason = f"PostgreSQL at {make_url(base).render_as_string(hide_password=True)} is unreachable ({type(exc).__name__}: {str(exc).splitlines()[0][:150]}); run scripts/ci-postgres.sh or set VMETA_TEST_DATABASE_URL"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(reason)
     name = f"vmeta_test_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

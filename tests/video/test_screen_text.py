@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from vmeta.errors import UserError
 from vmeta.testing.captions import Caption, cer, make_caption_clip, require_cjk_font
+from vmeta.testing.needs import require_ocr
 
 runner = CliRunner()
 
@@ -26,18 +26,6 @@ MOVING_CAPTIONS = [
     Caption("我们终将走散", 0.0, 4.0, size=40, dx=0.04, y=0.5),  # slides right over a moving scene
     Caption("梦想与现实的距离", 0.0, 4.0, size=52, color=(250, 70, 70), outline=2, y=0.82),
 ]
-
-
-def _require_ocr() -> None:
-    """rapidocr is in the dev extra: skip on a developer machine without it, fail in CI."""
-    try:
-        import onnxruntime  # noqa: F401
-        import rapidocr  # noqa: F401
-    except ImportError as exc:
-        message = f"rapidocr/onnxruntime not installed ({exc}): pip install 'vmeta[ocr]'"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 class Counting:
@@ -64,7 +52,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    _require_ocr()
+    require_ocr()
     font = require_cjk_font()
     d = tmp_path_factory.mktemp("captions")
     return {

@@ -159,7 +159,7 @@ def text(
 ) -> None:
     """Print the on-screen text of VIDEO (burned-in captions, titles) with the times it was shown (OCR, [ocr] extra)."""
     from vmeta.config import get_settings
-    from vmeta.video.screen_text import ScreenTextSettings, format_time
+    from vmeta.video.screen_text import ScreenTextSettings
     from vmeta.video.screen_text_cache import ScreenTextCache
     from vmeta.video.screen_text_reader import read_screen_text
 
@@ -172,19 +172,9 @@ def text(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return
-    if not result.lines:
-        console.print(f"{video}: no on-screen text found.", highlight=False, markup=False, soft_wrap=True)
-        return
-    for line in result.lines:
-        console.print(
-            f"{format_time(line.start)}–{format_time(line.end)}  {line.text}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
     s = result.stats
     how = "from cache" if s.cached else f"{s.frames_read} of {s.frames_sampled} sampled frames read"
-    err_console.print(f"{len(result.lines)} line(s); {how}", highlight=False, markup=False, soft_wrap=True)
+    _print_timed(video, result.lines, "no on-screen text found", f"{len(result.lines)} line(s); {how}")
 
 
 @video_app.command("speech")
@@ -203,7 +193,6 @@ def speech(
 ) -> None:
     """Print what is said in VIDEO with the times it was said (offline ASR: the speech extra and a local model)."""
     from vmeta.config import get_settings
-    from vmeta.video.screen_text import format_time
     from vmeta.video.speech import SpeechCache, SpeechSettings, transcribe
 
     try:
@@ -215,22 +204,24 @@ def speech(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return
-    if not result.segments:
-        why = "no speech found" if result.has_audio else "no audio track"
-        console.print(f"{video}: {why}.", highlight=False, markup=False, soft_wrap=True)
-        return
-    for seg in result.segments:
-        console.print(
-            f"{format_time(seg.start)}–{format_time(seg.end)}  {seg.text}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
     s = result.stats
     how = "from cache" if s.cached else f"{s.audio_s:.1f} s of audio in {s.decode_s + s.asr_s:.1f} s"
-    err_console.print(
+    _print_timed(
+        video,
+        result.segments,
+        "no speech found" if result.has_audio else "no audio track",
         f"{len(result.segments)} segment(s), {result.language or '?'}, model {result.model}; {how}",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
     )
+
+
+def _print_timed(video: Path, rows: list, none: str, summary: str) -> None:
+    """`mm:ss.s–mm:ss.s  text` per row (text on stdout, the summary on stderr), or why there is none."""
+    from vmeta.video.screen_text import format_time
+
+    if not rows:
+        console.print(f"{video}: {none}.", highlight=False, markup=False, soft_wrap=True)
+        return
+    for row in rows:
+        text = f"{format_time(row.start)}–{format_time(row.end)}  {row.text}"
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+    err_console.print(summary, highlight=False, markup=False, soft_wrap=True)

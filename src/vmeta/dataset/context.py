@@ -157,8 +157,8 @@ STORED_KINDS = (
 def record_context(record: Any) -> dict[str, str | None]:
     """What a dataset record already holds for each kind (None where it was never read). Records do not store
     speech: a kind missing here is transcribed from the video (through its cache)."""
-    st = getattr(record, "screen_text", None)
-    return {"screen_text": st.text if st is not None else None}
+    stored = {kind: getattr(record, kind, None) for kind in STORED_KINDS}
+    return {kind: info.text if info is not None else None for kind, info in stored.items()}
 
 
 def record_blocks(

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vmeta.testing.needs import skip_or_fail
+
 CHROMIUM = Path(os.environ.get("VMETA_CHROMIUM", "/usr/bin/chromium"))
 # Headless as root in a sandbox-less container, and no background traffic to hosts this machine cannot reach.
 CHROMIUM_ARGS = [
@@ -30,14 +32,10 @@ CHROMIUM_ARGS = [
 
 
 def require_browser() -> None:
-    import pytest
-
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) to run browser tests"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    if not CHROMIUM.exists():
+        skip_or_fail(
+            f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) to run browser tests"
+        )
 
 
 def launch_chromium(playwright: Any) -> Any:

@@ -7,7 +7,6 @@ in CI (env CI set), so CI can never go green by not reading any text.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from vmeta.testing.needs import skip_or_fail
 
 CJK_FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -40,15 +41,10 @@ def find_cjk_font() -> Path | None:
 
 def require_cjk_font() -> Path:
     """The CJK font, or skip (developer machine) / fail (CI) the calling test."""
-    import pytest
-
     font = find_cjk_font()
-    if font is not None:
-        return font
-    message = f"no CJK font found: install Debian's {CJK_FONT_PACKAGE} (apt-get install -y {CJK_FONT_PACKAGE})"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    if font is None:
+        skip_or_fail(f"no CJK font found: install Debian's {CJK_FONT_PACKAGE} (apt-get install -y {CJK_FONT_PACKAGE})")
+    return font
 
 
 @dataclass(frozen=True)

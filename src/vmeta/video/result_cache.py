@@ -8,6 +8,7 @@ returning what another reader produced. Entries are JSON written atomically; a d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -17,6 +18,20 @@ from typing import Any, TypeVar
 from vmeta.errors import UserError
 
 T = TypeVar("T")
+
+
+@functools.cache  # a process's packages do not change; the chat asks this on every turn with a video
+def reader_versions(algorithm: str, dists: tuple[str, ...]) -> dict[str, str]:
+    """What decides a reader's result beside its settings: its algorithm's version and its libraries' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"vmeta": algorithm}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
 
 
 class ResultCache:
@@ -55,4 +70,4 @@ class ResultCache:
         write_json(entry, data)
 
 
-__all__ = ["ResultCache"]
+__all__ = ["ResultCache", "reader_versions"]

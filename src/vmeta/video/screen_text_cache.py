@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmeta.video.result_cache import ResultCache
+from vmeta.video.result_cache import ResultCache, reader_versions
 from vmeta.video.screen_text import ScreenText, ScreenTextSettings
 
 OCR_VERSION = "vmeta-screen-text-1"  # bump when the algorithm changes what a cached result would hold
@@ -16,15 +16,7 @@ OCR_VERSION = "vmeta-screen-text-1"  # bump when the algorithm changes what a ca
 
 def ocr_versions() -> dict[str, str]:
     """Versions that decide what OCR returns (part of the cache key)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"vmeta": OCR_VERSION}
-    for dist in ("rapidocr", "onnxruntime"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "absent"
-    return out
+    return reader_versions(OCR_VERSION, ("rapidocr", "onnxruntime"))
 
 
 class ScreenTextCache(ResultCache):

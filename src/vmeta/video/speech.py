@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vmeta.errors import UserError
-from vmeta.video.result_cache import ResultCache
+from vmeta.video.result_cache import ResultCache, reader_versions
 from vmeta.video.settings_dict import settings_from_dict
 
 SPEECH_VERSION = "vmeta-speech-1"  # bump when a change here changes what a cached result would hold
@@ -252,15 +252,7 @@ def default_model(folder: Path, settings: SpeechSettings) -> WhisperModel:
 
 def speech_versions() -> dict[str, str]:
     """Versions that decide what recognition returns (part of the cache key)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"vmeta": SPEECH_VERSION}
-    for dist in ("faster-whisper", "ctranslate2", "av"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "absent"
-    return out
+    return reader_versions(SPEECH_VERSION, ("faster-whisper", "ctranslate2", "av"))
 
 
 # --- cache --------------------------------------------------------------------------------------------------
