@@ -149,9 +149,8 @@ def context_values(
     return out
 
 
-STORED_KINDS = (
-    "screen_text",
-)  # what a dataset record can hold (vmeta data screen-text); the rest is read from the video
+# What a dataset record can hold (vmeta data screen-text); the other kinds are read from the video.
+STORED_KINDS = ("screen_text",)
 
 
 def record_context(record: Any) -> dict[str, str | None]:
